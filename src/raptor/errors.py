@@ -17,6 +17,7 @@ the one table that maps these classes to wire statuses.
     │   ├── MissingKeyError
     │   └── ValueTypeError
     ├── NotFound                      unknown feature / namespace / data source
+    ├── NotReady                      the asset exists but is not ready (invalid, unavailable)
     ├── ReadOnlyError                 a write to something that cannot be written (a model)
     ├── FeatureTimeout                nothing usable before the feature's timeout
     ├── ProgramRuntimeError           a feature program raised or returned garbage while running
@@ -33,6 +34,7 @@ __all__ = [
     "MissingKeyError",
     "NameConflictError",
     "NotFound",
+    "NotReady",
     "ProgramError",
     "ProgramRuntimeError",
     "RaptorError",
@@ -150,3 +152,7 @@ class ProgramRuntimeError(RaptorError):
 
 class StateUnavailable(RaptorError):
     """The state store could not be reached within the deadline."""
+
+
+class NotReady(RaptorError):
+    """The asset exists but is not ready (invalid, or what it needs is unavailable)."""

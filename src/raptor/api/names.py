@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NewType
 from urllib.parse import quote
 
@@ -69,20 +69,23 @@ class Selector:
     aggr: str | None = None
     version: int = 0
     encoding: str | None = None
+    text: str = field(init=False, repr=False, compare=False)
+    fqn: FQN = field(init=False, repr=False, compare=False)
 
-    @property
-    def fqn(self) -> FQN:
-        return FQN(f"{self.namespace}.{self.name}")
-
-    def __str__(self) -> str:
-        out = f"{self.namespace}.{self.name}"
+    def __post_init__(self) -> None:
+        fqn = f"{self.namespace}.{self.name}"
+        out = fqn
         if self.aggr:
             out += f"+{self.aggr}"
         if self.version:
             out += f"@-{self.version}"
         if self.encoding:
             out += f"[{self.encoding}]"
-        return out
+        object.__setattr__(self, "fqn", FQN(fqn))
+        object.__setattr__(self, "text", out)
+
+    def __str__(self) -> str:
+        return self.text
 
 
 _HEAD = re.compile(r"^[^+@\[]*")
@@ -140,16 +143,25 @@ def require_keys(names: Sequence[str], keys: Mapping[str, object], what: str) ->
         try:
             value = keys[name]
         except KeyError:
-            raise MissingKeyError(
-                f"{what} needs key {name!r} (keys: {', '.join(names)})"
-            ) from None
+            raise MissingKeyError(f"{what} needs key {name!r} (keys: {', '.join(names)})") from None
         if value is None:
             raise MissingKeyError(f"{what} needs key {name!r}, got null")
         out.append(value if isinstance(value, str) else str(value))
     return tuple(out)
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+
+
+def _quote(v: str) -> str:
+    return v if _PLAIN(v) else quote(v, safe="")
+
+
 def encode_entity(names: Sequence[str], keys: Mapping[str, object], what: str = "feature") -> str:
     """The entity id of ``keys`` for a feature keyed by ``names``: values percent-encoded,
     joined by ``/`` in key order (unambiguous; empty for global features)."""
-    return "/".join(quote(v, safe="") for v in require_keys(names, keys, what))
+    if len(names) == 1:
+        value = keys.get(names[0])
+        if type(value) is str:
+            return value if _PLAIN(value) else quote(value, safe="")
+    return "/".join(_quote(v) for v in require_keys(names, keys, what))

@@ -104,12 +104,11 @@ class Primitive(enum.Enum):
         elif p is Primitive.BOOL:
             if isinstance(value, bool):
                 return value
-        elif p is Primitive.TIMESTAMP:
-            if isinstance(value, datetime | str | int | float) and not isinstance(value, bool):
-                try:
-                    return parse_timestamp(value)
-                except ValueError as exc:
-                    raise ValueTypeError(f"timestamp{where}: {exc}") from None
+        elif isinstance(value, datetime | str | int | float) and not isinstance(value, bool):
+            try:
+                return parse_timestamp(value)
+            except ValueError as exc:
+                raise ValueTypeError(f"timestamp{where}: {exc}") from None
         raise ValueTypeError(f"expected {p.value}{where}, got {_describe(value)}")
 
 

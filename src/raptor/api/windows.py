@@ -14,8 +14,15 @@ Time is integer microseconds since the UTC epoch.
 * Long windows stay cheap: besides the fine buckets (level 0), every event is also added to
   coarser, pre-merged buckets at levels ``1..L-1`` (level ``l`` spans ``FANOUT**l`` fine
   buckets, aligned). :meth:`WindowSpec.cover` splits ``[lo, hi]`` into the fewest aligned
-  buckets across levels, so a 30-day window at one-minute granularity merges about 40 partials
-  instead of 43,200, with the same result.
+  buckets across levels, so a 30-day window at one-minute granularity merges at most 45
+  partials instead of 43,200, with the same result. In general a cover has at most
+  ``2 * (FANOUT - 1) * (levels - 1) + buckets // FANOUT**(levels - 1)`` pieces (up to
+  ``FANOUT - 1`` partial buckets on each side of every level below the top, then whole
+  top-level buckets), hence at most ``2 * (FANOUT - 1) * (levels - 1) + TOP_LEVEL_TARGET``.
+* A cover depends only on the query's level-0 bucket, so every read within one granularity
+  shares it: a :class:`WindowSpec` caches its latest cover (an immutable tuple).
+* Bucket ``(level, index)`` can be dropped once ``at`` passes :meth:`WindowSpec.bucket_expiry`
+  (its end + ``over`` + ``grace``); no read at a later time can use it.
 
 >>> w = WindowSpec(granularity=60_000_000, over=3_600_000_000)
 >>> w.buckets, w.levels
@@ -34,7 +41,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "DEFAULT_GRACE",
     "FANOUT",
+    "TOP_LEVEL_TARGET",
     "AggrFn",
     "BucketId",
     "Partial",
@@ -151,19 +160,25 @@ def result(p: Partial, fn: AggrFn) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class WindowSpec:
-    """A window of length ``over`` at ``granularity`` (both microseconds, > 0). Pure maths."""
+    """A window of length ``over`` at ``granularity`` (both microseconds, > 0), whose buckets are
+    kept ``grace`` (>= 0) past the window. Pure maths; equal specs are interchangeable."""
 
     granularity: int
     over: int
     grace: int = DEFAULT_GRACE
     buckets: int = field(init=False)
     levels: int = field(init=False)
+    _cover_cache: tuple[int, tuple[BucketId, ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.granularity <= 0:
             raise ValueError("window granularity must be positive")
         if self.over <= 0:
             raise ValueError("window length must be positive")
+        if self.grace < 0:
+            raise ValueError("window grace must not be negative")
         n = -(-self.over // self.granularity)
         levels = 1
         while n > TOP_LEVEL_TARGET * FANOUT ** (levels - 1):
@@ -193,9 +208,19 @@ class WindowSpec:
             out.append((level, b))
         return out
 
-    def cover(self, at: int) -> list[BucketId]:
-        """The fewest aligned buckets, across levels, that exactly cover the window at ``at``."""
-        lo, hi = self.span(at)
+    def cover(self, at: int) -> tuple[BucketId, ...]:
+        """The fewest aligned buckets, across levels, that exactly cover the window at ``at``,
+        finest first. Depends only on ``at``'s level-0 bucket; the latest one is cached."""
+        hi = at // self.granularity
+        cached = self._cover_cache
+        if cached is not None and cached[0] == hi:
+            return cached[1]
+        out = self._cover(hi)
+        object.__setattr__(self, "_cover_cache", (hi, out))
+        return out
+
+    def _cover(self, hi: int) -> tuple[BucketId, ...]:
+        lo = hi - self.buckets + 1
         out: list[BucketId] = []
         level = 0
         top = self.levels - 1
@@ -214,10 +239,10 @@ class WindowSpec:
             lo //= FANOUT
             hi = (hi + 1) // FANOUT - 1
             level += 1
-        return out
+        return tuple(out)
 
     def bucket_expiry(self, bucket: BucketId) -> int:
         """Instant after which a bucket can be dropped: its end + window + grace."""
         level, index = bucket
-        end = (index + 1) * self.granularity * FANOUT**level
+        end: int = (index + 1) * self.granularity * FANOUT**level
         return end + self.over + self.grace

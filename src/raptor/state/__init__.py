@@ -152,7 +152,7 @@ class StateStore(Protocol):
 
     async def apply(
         self, mutations: Sequence[ValueWrite | WindowAdd], now: int
-    ) -> list[Stamped | None | int]:
+    ) -> list[Stamped | int | None]:
         """Many writes at once, all-or-nothing where the backend allows; results in order
         (as :meth:`write` / :meth:`window_add` would return them)."""
         ...

@@ -1,19 +1,36 @@
 """The in-memory reference :class:`~raptor.state.StateStore`.
 
 It is the embedded default of ``raptor up`` and the reference every other backend is checked
-against (same conformance suite). It is written for clarity first and speed second: plain dicts,
-mutable bucket lists, expiry checked lazily on read and pruned on write.
+against (the same conformance suite, :class:`raptor.testing.StateStoreConformance`). Plain dicts
+and lists, no awaits inside a call (so every call is atomic for other coroutines).
 
-Layout: ``values[(fqn, entity)]`` is a list of ``(value, timestamp, expires_at)`` entries, index 0
-the current value, ``i`` the previous version ``i`` (``expires_at`` 0 = never).
-``windows[(fqn, entity)]`` keeps one dict per level of bucket index → ``[sum, count, min, max]``
-plus a heap of future-dated events that are folded in once a read reaches their time.
+Layout
+    ``values[(fqn, entity)]`` is a list of ``(value, timestamp, expires_at)`` entries: index 0 the
+    current value, ``i`` previous version ``i``. An entry is alive while ``now <= expires_at``
+    (SPEC 4.2: usable while ``now - ts <= staleness``), so "never" is a far-future instant and an
+    expired version that is shifted again stays absent (it never comes back).
+    ``windows[(fqn, entity, spec)]`` keeps one dict per level of bucket index →
+    ``[sum, count, min, max]``, plus a heap of future-dated events folded in once a read
+    reaches their time.
+
+Expiry (memory is bounded by what is alive, not by what was ever written)
+    * An entry expired at ``now`` is absent for every purpose: it does not block an older
+      write, ``INCR``/``APPEND`` start from empty, and it shifts as an absent version.
+    * A window state drops its dead buckets about once per granularity, in time order, so a
+      prune costs the buckets that died since the last one (not the whole window).
+    * Keys and window states that are wholly dead are deleted by an incremental sweep driven by
+      two heaps of deadlines, a bounded number per write call, so an entity that is never
+      written again still releases its memory. Reads never delete (they may run at any ``at``).
+
+Time is assumed to move forward across calls (``now``/``at`` of a call is not earlier than the
+``now`` of earlier writes), as for any TTL-based backend; the conformance suite holds to it.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
+from itertools import count
 from typing import Any
 
 from raptor.api.windows import FANOUT, Partial, WindowSpec
@@ -30,24 +47,47 @@ from raptor.state import (
 __all__ = ["MemoryStateStore"]
 
 _Entry = tuple[Any, int, int]
+_ValueKey = tuple[str, str]
+_WindowKey = tuple[str, str, WindowSpec]
+
+_NEVER = 1 << 63
+"""``expires_at`` of an entry that never expires: after every representable instant."""
+
+_GONE: _Entry = (None, 0, -(1 << 63))
+"""A version slot whose value had expired when it was shifted: absent forever."""
+
+_SWEEP_BUDGET = 1000
+"""Most dead keys/window states deleted by one write call (the rest by the next calls)."""
+
+
+def _copy(value: Any) -> Any:
+    """Lists are copied in and out so callers never alias stored state (as with Redis)."""
+    return list(value) if type(value) is list else value
 
 
 class _Window:
-    __slots__ = ("levels", "next_prune", "pending", "seq")
+    __slots__ = ("floors", "levels", "next_prune", "pending", "seq")
 
     def __init__(self, levels: int) -> None:
         self.levels: list[dict[int, list[Any]]] = [{} for _ in range(levels)]
         self.pending: list[tuple[int, int, Any]] = []
         self.seq = 0
         self.next_prune = 0
+        # Per level: every index below it was pruned (None until the first full prune).
+        self.floors: list[int | None] = [None] * levels
 
 
 class MemoryStateStore:
     """Process-local state. Not shared between processes; coroutine-safe (no awaits inside)."""
 
     def __init__(self) -> None:
-        self._values: dict[tuple[str, str], list[_Entry]] = {}
-        self._windows: dict[tuple[str, str, WindowSpec], _Window] = {}
+        self._values: dict[_ValueKey, list[_Entry]] = {}
+        self._windows: dict[_WindowKey, _Window] = {}
+        # Deadline heaps for the sweep; a key is in its heap at most once (the *_due sets).
+        self._value_heap: list[tuple[int, _ValueKey]] = []
+        self._value_due: set[_ValueKey] = set()
+        self._window_heap: list[tuple[int, int, _WindowKey]] = []
+        self._tiebreak = count()
 
     # -- values ---------------------------------------------------------------------------
 
@@ -55,16 +95,12 @@ class MemoryStateStore:
         return self._read(fqn, entity, versions, now)
 
     def _read(self, fqn: str, entity: str, versions: int, now: int) -> list[Stamped | None]:
+        out: list[Stamped | None] = [None] * (versions + 1)
         entries = self._values.get((fqn, entity))
-        if entries is None:
-            return [None] * (versions + 1)
-        out: list[Stamped | None] = []
-        for i in range(versions + 1):
-            if i < len(entries):
-                value, ts, exp = entries[i]
-                out.append(Stamped(value, ts) if exp == 0 or exp > now else None)
-            else:
-                out.append(None)
+        if entries is not None:
+            for i, (value, ts, exp) in enumerate(entries[: versions + 1]):
+                if now <= exp:
+                    out[i] = Stamped(_copy(value), ts)
         return out
 
     async def write(
@@ -91,36 +127,43 @@ class MemoryStateStore:
     ) -> Stamped | None:
         key = (fqn, entity)
         entries = self._values.get(key)
-        current: _Entry | None = entries[0] if entries else None
+        current = entries[0] if entries and now <= entries[0][2] else None
         if current is not None and timestamp < current[1]:
             return None
-        live = current is not None and (current[2] == 0 or current[2] > now)
         if op is WriteOp.SET:
-            new_value = value
+            new_value = _copy(value)
         elif op is WriteOp.APPEND:
-            new_value = [*current[0], value] if live and current is not None else [value]
+            new_value = [*current[0], value] if current is not None else [value]
         else:
-            new_value = current[0] + value if live and current is not None else value
-        expires = timestamp + policy.staleness if policy.staleness else 0
-        new: _Entry = (new_value, timestamp, expires)
+            new_value = current[0] + value if current is not None else value
+        new: _Entry = (
+            new_value,
+            timestamp,
+            timestamp + policy.staleness if policy.staleness else _NEVER,
+        )
         if policy.versions and entries:
             ttl = policy.version_ttl
             shifted = [new]
-            for i, (v, ts, _) in enumerate(entries[: policy.versions], start=1):
-                shifted.append((v, ts, now + i * ttl if ttl else 0))
-            self._values[key] = shifted
+            for i, (v, ts, exp) in enumerate(entries[: policy.versions], start=1):
+                if now > exp:
+                    shifted.append(_GONE)
+                else:
+                    shifted.append((v, ts, now + i * ttl if ttl else _NEVER))
+            while shifted[-1] is _GONE:
+                shifted.pop()
+            entries = shifted
         else:
-            self._values[key] = [new]
-        return Stamped(new_value, timestamp)
+            entries = [new]
+        self._values[key] = entries
+        if key not in self._value_due:
+            deadline = max(e[2] for e in entries)
+            if deadline < _NEVER:
+                self._value_due.add(key)
+                heapq.heappush(self._value_heap, (deadline, key))
+        self._sweep(now)
+        return Stamped(_copy(new_value), timestamp)
 
     # -- windows --------------------------------------------------------------------------
-
-    def _window(self, fqn: str, entity: str, window: WindowSpec) -> _Window:
-        key = (fqn, entity, window)
-        state = self._windows.get(key)
-        if state is None:
-            state = self._windows[key] = _Window(window.levels)
-        return state
 
     async def window_add(
         self,
@@ -140,7 +183,12 @@ class MemoryStateStore:
         events: Sequence[tuple[int, Any]],
         now: int,
     ) -> int:
-        state = self._window(fqn, entity, window)
+        key = (fqn, entity, window)
+        state = self._windows.get(key)
+        if state is None:
+            state = self._windows[key] = _Window(window.levels)
+            deadline = now + window.over + window.grace
+            heapq.heappush(self._window_heap, (deadline, next(self._tiebreak), key))
         g = window.granularity
         oldest = now // g - window.buckets + 1
         levels = state.levels
@@ -169,28 +217,38 @@ class MemoryStateStore:
                 b //= FANOUT
         if now >= state.next_prune:
             self._prune(state, window, now)
+        self._sweep(now)
         return counted
 
     @staticmethod
     def _prune(state: _Window, window: WindowSpec, now: int) -> None:
-        """Drop buckets past their expiry (window + grace); run about once per granularity."""
+        """Drop the buckets past :meth:`WindowSpec.bucket_expiry`; run about once per granularity.
+
+        Buckets die in index order, so each level remembers below which index everything is gone
+        and only visits the indexes that died since (or scans its dict when that is smaller)."""
         state.next_prune = now + window.granularity
+        reach = now - window.over - window.grace
+        span = window.granularity
         for level, buckets in enumerate(state.levels):
-            dead = [i for i in buckets if window.bucket_expiry((level, i)) <= now]
+            limit = reach // span  # bucket (level, i) is dead when i < limit
+            floor = state.floors[level]
+            if floor is None or limit - floor > len(buckets):
+                dead = [i for i in buckets if i < limit]
+            else:
+                dead = [i for i in range(floor, limit) if i in buckets]
             for i in dead:
                 del buckets[i]
+            if floor is None or limit > floor:
+                state.floors[level] = limit
+            span *= FANOUT
 
-    def _fold_pending(self, state: _Window, window: WindowSpec, at: int) -> None:
+    @staticmethod
+    def _fold_pending(state: _Window, window: WindowSpec, at: int) -> None:
         pending = state.pending
-        due: list[tuple[int, Any]] = []
-        while pending and pending[0][0] <= at:
-            t, _, x = heapq.heappop(pending)
-            due.append((t, x))
-        if not due:
-            return
         g = window.granularity
         oldest = at // g - window.buckets + 1
-        for t, x in due:
+        while pending and pending[0][0] <= at:
+            t, _, x = heapq.heappop(pending)
             b = t // g
             if b < oldest:
                 continue
@@ -236,6 +294,53 @@ class MemoryStateStore:
             c += p[1]
         return (s, c, mn, mx)
 
+    # -- expiry ---------------------------------------------------------------------------
+
+    def _sweep(self, now: int) -> None:
+        """Delete up to ``_SWEEP_BUDGET`` keys and window states that are wholly dead at ``now``.
+
+        Heap deadlines may be early (never late): a popped key that is still alive is pushed
+        back with its real deadline."""
+        heap = self._value_heap
+        budget = _SWEEP_BUDGET
+        while heap and heap[0][0] < now and budget:
+            budget -= 1
+            _, key = heapq.heappop(heap)
+            entries = self._values.get(key)
+            deadline = max(e[2] for e in entries) if entries else -_NEVER
+            if deadline < now:
+                self._values.pop(key, None)
+                self._value_due.discard(key)
+            elif deadline < _NEVER:
+                heapq.heappush(heap, (deadline, key))
+            else:
+                self._value_due.discard(key)
+        wheap = self._window_heap
+        while wheap and wheap[0][0] <= now and budget:
+            budget -= 1
+            _, tie, wkey = heapq.heappop(wheap)
+            state = self._windows.get(wkey)
+            if state is None:
+                continue
+            wdeadline = self._window_deadline(state, wkey[2])
+            if wdeadline <= now:
+                del self._windows[wkey]
+            else:
+                heapq.heappush(wheap, (wdeadline, tie, wkey))
+
+    @staticmethod
+    def _window_deadline(state: _Window, window: WindowSpec) -> int:
+        """When every bucket of the state (pending events included) has expired."""
+        top = len(state.levels) - 1
+        last: int | None = max(state.levels[top], default=None)
+        if state.pending:
+            pending_last = max(t for t, _, _ in state.pending) // window.granularity
+            pending_last //= FANOUT**top
+            last = pending_last if last is None else max(last, pending_last)
+        if last is None:
+            return -_NEVER
+        return window.bucket_expiry((top, last))
+
     # -- batches --------------------------------------------------------------------------
 
     async def read_batch(
@@ -251,13 +356,11 @@ class MemoryStateStore:
 
     async def apply(
         self, mutations: Sequence[ValueWrite | WindowAdd], now: int
-    ) -> list[Stamped | None | int]:
-        out: list[Stamped | None | int] = []
+    ) -> list[Stamped | int | None]:
+        out: list[Stamped | int | None] = []
         for m in mutations:
             if isinstance(m, ValueWrite):
-                out.append(
-                    self._write(m.fqn, m.entity, m.op, m.value, m.timestamp, m.policy, now)
-                )
+                out.append(self._write(m.fqn, m.entity, m.op, m.value, m.timestamp, m.policy, now))
             else:
                 out.append(self._window_add(m.fqn, m.entity, m.window, m.events, now))
         return out

@@ -1,0 +1,1 @@
+"""Generated from proto/core/v1alpha1/*.proto: do not edit (make proto)."""

@@ -1,0 +1,168 @@
+"""``raptor up``: everything in one process (SPEC 2).
+
+The local control plane loads and watches the manifests, the engine serves them from the chosen
+state store, and the REST (uvicorn) and gRPC servers run on one asyncio loop. SIGINT/SIGTERM
+stop accepting work, let in-flight requests finish, then close the state store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+__all__ = ["run_up"]
+
+log = logging.getLogger("raptor.up")
+
+
+def _split_address(text: str, flag: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{flag} expects HOST:PORT, got {text!r}")
+    return (host or "127.0.0.1").strip("[]"), int(port)
+
+
+def _default_paths() -> list[str]:
+    return ["assets"] if Path("assets").is_dir() else ["."]
+
+
+def run_up(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    paths = args.paths or _default_paths()
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        print(f"error: {', '.join(missing)}: no such file or directory", file=sys.stderr)
+        return 2
+    try:
+        http = _split_address(args.http, "--http")
+        grpc_addr = _split_address(args.grpc, "--grpc")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvicorn  # noqa: F401
+
+        from raptor.server.grpc import create_grpc_server  # noqa: F401
+        from raptor.server.rest import create_app  # noqa: F401
+    except ImportError as exc:
+        print(
+            f"error: raptor up needs the server extra ({exc.name} is missing): "
+            "pip install 'raptor[server]'",
+            file=sys.stderr,
+        )
+        return 3
+    try:
+        return asyncio.run(_serve(paths, http, grpc_addr, args))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _serve(
+    paths: list[str], http: tuple[str, int], grpc_addr: tuple[str, int], args: argparse.Namespace
+) -> int:
+    import uvicorn
+
+    from raptor.control.local import LocalControlPlane
+    from raptor.engine.engine import Engine
+    from raptor.server.grpc import create_grpc_server
+    from raptor.server.rest import create_app
+    from raptor.state.urls import open_state
+
+    try:
+        state = open_state(args.state or None)
+    except (ValueError, ImportError) as exc:
+        print(f"error: --state: {exc}", file=sys.stderr)
+        return 2
+    engine = Engine(state)
+    control = LocalControlPlane(engine, paths)
+    report = control.reconcile()
+    _print_report(report, control)
+
+    app = create_app(engine, statuses=control.statuses)
+    config = uvicorn.Config(
+        app,
+        host=http[0],
+        port=http[1],
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    grpc_server = create_grpc_server(
+        engine, f"{grpc_addr[0]}:{grpc_addr[1]}", statuses=control.statuses
+    )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    await grpc_server.start()
+    http_task = asyncio.create_task(server.serve(), name="raptor-http")
+    watch_task = (
+        None if args.no_watch else asyncio.create_task(control.watch(stop), name="raptor-watch")
+    )
+    while not server.started and not http_task.done():  # noqa: ASYNC110 (uvicorn has no event)
+        await asyncio.sleep(0.02)
+    if http_task.done():
+        await grpc_server.stop(0)
+        exc = http_task.exception()
+        print(f"error: cannot serve REST on {http[0]}:{http[1]}: {exc}", file=sys.stderr)
+        await engine.aclose()
+        await state.close()
+        return 3
+    ready = sum(1 for s in control.statuses().values() if s.ready)
+    print(
+        f"Raptor is up: REST http://{http[0]}:{http[1]}  gRPC {grpc_addr[0]}:{grpc_addr[1]}  "
+        f"({ready} asset(s) ready; watching {', '.join(paths)})",
+        flush=True,
+    )
+    control.on_reconcile.append(lambda r: _print_report(r, control))
+    await stop.wait()
+    print("Raptor is shutting down...", flush=True)
+    server.should_exit = True
+    await grpc_server.stop(grace=5)
+    await http_task
+    if watch_task is not None:
+        watch_task.cancel()
+        await asyncio.gather(watch_task, return_exceptions=True)
+    await engine.aclose()
+    await state.close()
+    print("Raptor stopped.", flush=True)
+    return 0
+
+
+def _print_report(report: object, control: object) -> None:
+    from raptor.control.local import LocalControlPlane, ReconcileReport
+
+    assert isinstance(report, ReconcileReport)
+    assert isinstance(control, LocalControlPlane)
+    p = report.plan
+    for title, keys in (
+        ("created", p.create),
+        ("updated", p.update),
+        ("deleted", p.delete),
+        ("kept (new version rejected)", p.keep),
+    ):
+        for kind, fqn in keys:
+            print(f"  {title:<8} {kind} {fqn}", flush=True)
+    for n in report.notices:
+        print(f"notice: {n}", flush=True)
+    for w in report.warnings:
+        print(f"warning: {w}", flush=True)
+    for e in report.errors:
+        print(f"error: {e}", flush=True)
+    statuses = control.statuses()
+    ready = [s for s in statuses.values() if s.ready]
+    print(
+        f"assets: {len(ready)} ready, {len(statuses) - len(ready)} not ready",
+        flush=True,
+    )
