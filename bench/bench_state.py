@@ -8,6 +8,8 @@ Figures (each the median of several repetitions):
 * **add, batch 1,000**: events/s through ``MemoryStateStore.window_add`` with 1,000 in-order
   events per call (one entity per call, 20 entities in turn). Target >= 300,000 events/s.
 * **add, one per call**: events/s with one event per ``window_add`` call.
+* **add, steady**: one event per call into an already full 30-day window, time moving a minute
+  per call, so every call also prunes (the long-running state of a busy entity).
 * **read**: median latency of one ``await window_read`` of a fully populated window, for a
   30-day window at 1-minute granularity (43,200 fine buckets; target <= 50 µs) and a 1-hour one.
   "same minute" reads share the query-time bucket (production: every read within one
@@ -64,6 +66,26 @@ def add_batches(window: WindowSpec, batch: int, calls: int) -> Callable[[], Awai
         for entity, events, now in plan:
             await store.window_add("bench.clicks", entity, window, events, now)
         return calls * batch / (time.perf_counter() - start)
+
+    return run
+
+
+def add_steady(calls: int) -> Callable[[], Awaitable[float]]:
+    """One event per call and per minute into a 30d/1min window that is already full: every
+    call also prunes the bucket that just left the window (the long-running steady state)."""
+
+    async def run() -> float:
+        store = MemoryStateStore()
+        minutes = 31 * 24 * 60
+        events = [(T0 + m * MINUTE + 7, m) for m in range(minutes)]
+        for i in range(0, minutes, 1000):
+            chunk = events[i : i + 1000]
+            await store.window_add("bench.clicks", "u", W30D, chunk, chunk[-1][0])
+        plan = [T0 + (minutes + k) * MINUTE + 7 for k in range(calls)]
+        start = time.perf_counter()
+        for t in plan:
+            await store.window_add("bench.clicks", "u", W30D, [(t, 1)], t)
+        return calls / (time.perf_counter() - start)
 
     return run
 
@@ -133,6 +155,9 @@ def main() -> None:
         report(f"add {name}, batch 1,000", med, "events/s", runs, ",.0f")
         med, runs = median_of(reps, add_batches(window, 1, 100_000 // scale))
         report(f"add {name}, one event per call", med, "events/s", runs, ",.0f")
+
+    med, runs = median_of(reps, add_steady(20_000 // scale))
+    report("add 30d/1min full, one per minute (steady)", med, "events/s", runs, ",.0f")
 
     days31 = 31 * 24 * 60
     for name, window, populate in (("30d/1min", W30D, days31), ("1h/1min", W1H, 120)):

@@ -345,7 +345,9 @@ async def test_lists_set_append_and_update(api: Api) -> None:
     assert [s.string_value for s in resp.value.value.list_value.values] == ["a", "b", "c"]
 
     await api.stub.Append(
-        api_pb2.AppendRequest(fqn="scores", keys={"user": "u"}, value=types_pb2.Scalar(int_value=BIG))
+        api_pb2.AppendRequest(
+            fqn="scores", keys={"user": "u"}, value=types_pb2.Scalar(int_value=BIG)
+        )
     )
     resp = await api.stub.Get(api_pb2.GetRequest(selector="scores", keys={"user": "u"}))
     assert [s.int_value for s in resp.value.value.list_value.values] == [BIG]
@@ -369,7 +371,9 @@ async def test_list_of_timestamps_round_trips(api: Api) -> None:
 async def test_incr_adds_to_an_int_beyond_32_bits(api: Api) -> None:
     for _ in range(2):
         await api.stub.Incr(
-            api_pb2.IncrRequest(fqn="counter", keys={"user": "i"}, value=types_pb2.Scalar(int_value=BIG))
+            api_pb2.IncrRequest(
+                fqn="counter", keys={"user": "i"}, value=types_pb2.Scalar(int_value=BIG)
+            )
         )
     resp = await api.stub.Get(api_pb2.GetRequest(selector="counter", keys={"user": "i"}))
     assert resp.value.value.scalar_value.int_value == 2 * BIG
@@ -385,7 +389,8 @@ async def test_windowed_feature_sum_and_count(api: Api) -> None:
     assert total.value.value.scalar_value.float_value == 8.0
     assert count.value.value.scalar_value.int_value == 3
     assert (total.value.fqn, count.value.fqn) == ("default.spend+sum", "default.spend+count")
-    assert total.value.fresh and count.value.fresh
+    assert total.value.fresh
+    assert count.value.fresh
     assert list(total.feature_descriptor.aggr) == [types_pb2.AGGR_FN_SUM, types_pb2.AGGR_FN_COUNT]
 
 
@@ -417,7 +422,9 @@ async def test_absent_value_is_ok_with_value_unset_and_not_fresh(api: Api) -> No
 
 async def test_other_namespaces_are_addressed_by_prefix(api: Api) -> None:
     await api.stub.Set(
-        api_pb2.SetRequest(selector="shop.shop_total", keys={"shop": "s"}, value=scalar(int_value=9))
+        api_pb2.SetRequest(
+            selector="shop.shop_total", keys={"shop": "s"}, value=scalar(int_value=9)
+        )
     )
     resp = await api.stub.Get(api_pb2.GetRequest(selector="shop.shop-total", keys={"shop": "s"}))
     assert resp.value.value.scalar_value.int_value == 9
@@ -440,7 +447,9 @@ async def test_uuid_is_echoed_or_made(api: Api) -> None:
     made = await api.stub.Get(api_pb2.GetRequest(selector="counter", keys={"user": "u"}))
     assert uuid.UUID(made.uuid).version == 4
     w = await api.stub.Set(
-        api_pb2.SetRequest(uuid="abc", selector="counter", keys={"user": "u"}, value=scalar(int_value=1))
+        api_pb2.SetRequest(
+            uuid="abc", selector="counter", keys={"user": "u"}, value=scalar(int_value=1)
+        )
     )
     assert w.uuid == "abc"
     d = await api.stub.FeatureDescriptor(api_pb2.FeatureDescriptorRequest(selector="counter"))
@@ -453,7 +462,11 @@ async def test_feature_descriptor_of_a_windowed_feature(api: Api) -> None:
     )
     d = resp.feature_descriptor
     assert resp.uuid == "x"
-    assert (d.fqn, d.primitive, list(d.keys)) == ("default.spend", types_pb2.PRIMITIVE_FLOAT, ["user"])
+    assert (d.fqn, d.primitive, list(d.keys)) == (
+        "default.spend",
+        types_pb2.PRIMITIVE_FLOAT,
+        ["user"],
+    )
     assert list(d.aggr) == [types_pb2.AGGR_FN_SUM, types_pb2.AGGR_FN_COUNT]
     assert (d.freshness.seconds, d.staleness.seconds) == (60, 3600)
     assert (d.ready, d.status_reason) == (True, "Ready")
@@ -551,7 +564,9 @@ async def test_wrong_value_type_is_invalid_argument(api: Api) -> None:
     details = await expect_status(
         api,
         api.stub.Set(
-            api_pb2.SetRequest(selector="counter", keys={"user": "u"}, value=scalar(string_value="x"))
+            api_pb2.SetRequest(
+                selector="counter", keys={"user": "u"}, value=scalar(string_value="x")
+            )
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
@@ -574,12 +589,16 @@ async def test_empty_value_oneofs_are_invalid_argument(api: Api) -> None:
     assert "value is required" in await expect_status(
         api, api.stub.Set(no_value), grpc.StatusCode.INVALID_ARGUMENT
     )
-    empty_value = api_pb2.SetRequest(selector="counter", keys={"user": "u"}, value=types_pb2.Value())
+    empty_value = api_pb2.SetRequest(
+        selector="counter", keys={"user": "u"}, value=types_pb2.Value()
+    )
     assert "value is empty" in await expect_status(
         api, api.stub.Set(empty_value), grpc.StatusCode.INVALID_ARGUMENT
     )
     empty_scalar = api_pb2.UpdateRequest(
-        selector="counter", keys={"user": "u"}, value=types_pb2.Value(scalar_value=types_pb2.Scalar())
+        selector="counter",
+        keys={"user": "u"},
+        value=types_pb2.Value(scalar_value=types_pb2.Scalar()),
     )
     assert "value.scalar_value is empty" in await expect_status(
         api, api.stub.Update(empty_scalar), grpc.StatusCode.INVALID_ARGUMENT
@@ -609,20 +628,26 @@ async def test_write_errors_have_clear_statuses(api: Api) -> None:
     await expect_status(
         api,
         api.stub.Append(
-            api_pb2.AppendRequest(fqn="counter", keys={"user": "u"}, value=types_pb2.Scalar(int_value=1))
+            api_pb2.AppendRequest(
+                fqn="counter", keys={"user": "u"}, value=types_pb2.Scalar(int_value=1)
+            )
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     await expect_status(
         api,
         api.stub.Incr(
-            api_pb2.IncrRequest(fqn="nickname", keys={"user": "u"}, value=types_pb2.Scalar(int_value=1))
+            api_pb2.IncrRequest(
+                fqn="nickname", keys={"user": "u"}, value=types_pb2.Scalar(int_value=1)
+            )
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     await expect_status(
         api,
-        api.stub.Set(api_pb2.SetRequest(selector="nope", keys={"user": "u"}, value=scalar(int_value=1))),
+        api.stub.Set(
+            api_pb2.SetRequest(selector="nope", keys={"user": "u"}, value=scalar(int_value=1))
+        ),
         grpc.StatusCode.NOT_FOUND,
     )
     await expect_status(
@@ -670,7 +695,9 @@ async def test_an_unexpected_error_is_internal_and_logged(
 # -- health and reflection ---------------------------------------------------------------------
 
 
-async def test_health_is_serving_while_state_answers(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_health_is_serving_while_state_answers(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     health = health_pb2_grpc.HealthStub(api.channel)
     for service in ("", SERVICE_NAME):
         resp = await health.Check(health_pb2.HealthCheckRequest(service=service))
@@ -699,7 +726,9 @@ async def test_health_watch_sends_the_current_status(api: Api) -> None:
 async def test_reflection_lists_and_describes_the_service(api: Api) -> None:
     stub = reflection_pb2_grpc.ServerReflectionStub(api.channel)
 
-    async def ask(req: reflection_pb2.ServerReflectionRequest) -> reflection_pb2.ServerReflectionResponse:
+    async def ask(
+        req: reflection_pb2.ServerReflectionRequest,
+    ) -> reflection_pb2.ServerReflectionResponse:
         call = stub.ServerReflectionInfo()
         await call.write(req)
         resp = await call.read()
@@ -710,7 +739,9 @@ async def test_reflection_lists_and_describes_the_service(api: Api) -> None:
     names = {s.name for s in listed.list_services_response.service}
     assert {SERVICE_NAME, "grpc.health.v1.Health"} <= names
 
-    described = await ask(reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICE_NAME))
+    described = await ask(
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICE_NAME)
+    )
     files = [
         descriptor_pb2.FileDescriptorProto.FromString(b)
         for b in described.file_descriptor_response.file_descriptor_proto

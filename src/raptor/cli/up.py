@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["run_up"]
@@ -94,8 +96,7 @@ async def _serve(
         access_log=False,
         lifespan="off",
     )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = _quiet_server_class()(config)
     grpc_server = create_grpc_server(
         engine, f"{grpc_addr[0]}:{grpc_addr[1]}", statuses=control.statuses
     )
@@ -114,8 +115,8 @@ async def _serve(
         await asyncio.sleep(0.02)
     if http_task.done():
         await grpc_server.stop(0)
-        exc = http_task.exception()
-        print(f"error: cannot serve REST on {http[0]}:{http[1]}: {exc}", file=sys.stderr)
+        failure = http_task.exception() if not http_task.cancelled() else None
+        print(f"error: cannot serve REST on {http[0]}:{http[1]}: {failure}", file=sys.stderr)
         await engine.aclose()
         await state.close()
         return 3
@@ -138,6 +139,19 @@ async def _serve(
     await state.close()
     print("Raptor stopped.", flush=True)
     return 0
+
+
+def _quiet_server_class() -> type:
+    import uvicorn
+
+    class QuietServer(uvicorn.Server):
+        """uvicorn without its own signal handling: ``raptor up`` owns SIGINT/SIGTERM."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return QuietServer
 
 
 def _print_report(report: object, control: object) -> None:

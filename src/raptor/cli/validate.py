@@ -28,7 +28,13 @@ def validate_paths(
     warnings = list(loaded.warnings)
     notices = list(loaded.notices)
     catalog = build_catalog(loaded.assets)
-    errors.extend(s.message for s in catalog.errors if s.message)
+    # An unavailable model server is a warning (SPEC 8): the manifest itself is valid.
+    for s in catalog.errors:
+        if s.reason == "ModelServerUnavailable" or not s.message:
+            continue
+        text = s.message if not s.origin or s.origin in s.message else f"{s.origin}: {s.message}"
+        if text not in errors:
+            errors.append(text)
     warnings.extend(w for w in catalog.warnings if w not in warnings)
     for a in loaded.assets:
         if isinstance(a, FeatureDef) and a.packages:

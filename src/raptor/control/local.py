@@ -68,10 +68,12 @@ class LocalControlPlane:
 
         # Files that failed to load keep their previously running assets.
         bad_files = {e.file for e in loaded.errors if e.file is not None}
-        for key, old in self.running.items():
-            if key not in desired and old.origin.file in bad_files:
-                desired[key] = old
-                kept[key] = next(str(e) for e in loaded.errors if e.file == old.origin.file)
+        for key, previous in self.running.items():
+            if key not in desired and previous.origin.file in bad_files:
+                desired[key] = previous
+                kept[key] = next(
+                    str(e) for e in loaded.errors if e.file == previous.origin.file
+                )
 
         catalog = build_catalog(desired.values())
         # Assets whose new definition is rejected keep their previous running version.
@@ -92,7 +94,7 @@ class LocalControlPlane:
         for status in catalog.errors:
             if (status.kind, status.fqn) not in kept:
                 errors.append(status.message)
-        the_plan = plan(desired, self.running, frozenset(kept) - self.running.keys())
+        the_plan = plan(desired, self.running, frozenset(kept))
         statuses = dict(catalog.statuses)
         for key, message in kept.items():
             current = statuses.get(_status_key(key))

@@ -227,12 +227,7 @@ def build_catalog(assets: Iterable[Asset], *, allowed_imports: Iterable[str] = (
     model_rts: dict[str, ModelRuntime] = {}
     for m in models.values():
         graph[m.fqn] = [s.fqn for s in m.features]
-        server = m.model_server or "builtin"
-        if server not in KNOWN_MODEL_SERVERS:
-            warnings.append(
-                f"{_resource(m)}: modelServer {server!r} is not available here; "
-                "the model will not be served"
-            )
+        server = m.model_server or "builtin"  # unknown servers are warned about at loading
         for sel in m.features:
             problem = check_dependency(sel, targets.get(sel.fqn))
             if problem:

@@ -203,29 +203,37 @@ class Program:
             raise self._bad(out, f"the value does not match spec.primitive ({exc})") from None
 
     def _unpack(self, out: tuple[Any, ...]) -> ProgramResult:
-        if len(out) == 2:
-            value, keys, ts = out[0], out[1], None
-        elif len(out) == 3:
+        n = len(out)
+        if n == 3:
             value, keys, ts = out
             if isinstance(keys, datetime) and isinstance(ts, str | Mapping):
                 keys, ts = ts, keys  # upstream (value, timestamp, keys): unambiguous by type
+        elif n == 2:
+            value, keys, ts = out[0], out[1], None
         else:
             raise self._bad(
                 out,
                 "a tuple is a return form (value, keys) or (value, keys, timestamp); "
                 "return a list for a list value",
             )
-        return ProgramResult(self._value(value, out), self._keys(keys, out), self._ts(ts, out))
+        return ProgramResult(
+            self._value(value, out),
+            None if keys is None else self._keys(keys, out),
+            None if ts is None else self._ts(ts, out),
+        )
 
-    def _keys(self, keys: object, out: object) -> dict[str, str] | None:
-        if keys is None:
-            return None
+    def _keys(self, keys: object, out: object) -> dict[str, str]:
+        if type(keys) is str and len(self.keys) == 1:
+            return {self.keys[0]: keys}
         if isinstance(keys, Mapping):
             result: dict[str, str] = {}
             for k, v in keys.items():
-                if not isinstance(k, str) or not _is_key_value(v):
+                if type(v) is str and type(k) is str:
+                    result[k] = v
+                elif isinstance(k, str) and _is_key_value(v):
+                    result[k] = str(v)
+                else:
                     raise self._bad(out, f"key {k!r}: {_describe(v)} is not a str or int")
-                result[k] = v if isinstance(v, str) else str(v)
             return result
         if _is_key_value(keys):
             if len(self.keys) != 1:
@@ -234,7 +242,7 @@ class Program:
                     f"a bare key {keys!r} needs a feature with exactly one key, but the feature "
                     f"has keys ({', '.join(self.keys)}); return a dict of keys",
                 )
-            return {self.keys[0]: keys if isinstance(keys, str) else str(keys)}
+            return {self.keys[0]: str(keys)}
         hint = ""
         if isinstance(keys, datetime):
             hint = (
@@ -245,9 +253,7 @@ class Program:
             out, f"keys must be a dict, a bare str/int or None, got {_describe(keys)}{hint}"
         )
 
-    def _ts(self, ts: object, out: object) -> datetime | None:
-        if ts is None:
-            return None
+    def _ts(self, ts: object, out: object) -> datetime:
         if not isinstance(ts, datetime):
             raise self._bad(out, f"the timestamp must be a datetime or None, got {_describe(ts)}")
         if ts.tzinfo is None:

@@ -50,7 +50,7 @@ __all__ = [
     "value_to_proto",
 ]
 
-_PRIMITIVES: Mapping[Primitive, int] = {
+_PRIMITIVES: Mapping[Primitive, types_pb2.Primitive] = {
     Primitive.STRING: types_pb2.PRIMITIVE_STRING,
     Primitive.INT: types_pb2.PRIMITIVE_INTEGER,
     Primitive.FLOAT: types_pb2.PRIMITIVE_FLOAT,
@@ -63,7 +63,7 @@ _PRIMITIVES: Mapping[Primitive, int] = {
     Primitive.TIMESTAMP_LIST: types_pb2.PRIMITIVE_TIMESTAMP_LIST,
 }
 
-_AGGR_FNS: Mapping[AggrFn, int] = {
+_AGGR_FNS: Mapping[AggrFn, types_pb2.AggrFn] = {
     AggrFn.SUM: types_pb2.AGGR_FN_SUM,
     AggrFn.AVG: types_pb2.AGGR_FN_AVG,
     AggrFn.MAX: types_pb2.AGGR_FN_MAX,
@@ -123,7 +123,9 @@ def value_to_proto(value: Any) -> types_pb2.Value | None:
     if value is None:
         return None
     if isinstance(value, list | tuple):
-        return types_pb2.Value(list_value=types_pb2.List(values=[scalar_to_proto(x) for x in value]))
+        return types_pb2.Value(
+            list_value=types_pb2.List(values=[scalar_to_proto(x) for x in value])
+        )
     return types_pb2.Value(scalar_value=scalar_to_proto(value))
 
 

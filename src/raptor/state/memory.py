@@ -160,7 +160,8 @@ class MemoryStateStore:
             if deadline < _NEVER:
                 self._value_due.add(key)
                 heapq.heappush(self._value_heap, (deadline, key))
-        self._sweep(now)
+        if self._due(now):
+            self._sweep(now)
         return Stamped(_copy(new_value), timestamp)
 
     # -- windows --------------------------------------------------------------------------
@@ -217,7 +218,8 @@ class MemoryStateStore:
                 b //= FANOUT
         if now >= state.next_prune:
             self._prune(state, window, now)
-        self._sweep(now)
+        if self._due(now):
+            self._sweep(now)
         return counted
 
     @staticmethod
@@ -295,6 +297,11 @@ class MemoryStateStore:
         return (s, c, mn, mx)
 
     # -- expiry ---------------------------------------------------------------------------
+
+    def _due(self, now: int) -> bool:
+        """Whether a sweep has work at ``now`` (cheap: looks at the two heap tops)."""
+        vh, wh = self._value_heap, self._window_heap
+        return bool(vh and vh[0][0] < now) or bool(wh and wh[0][0] <= now)
 
     def _sweep(self, now: int) -> None:
         """Delete up to ``_SWEEP_BUDGET`` keys and window states that are wholly dead at ``now``.

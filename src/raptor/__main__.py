@@ -1,0 +1,5 @@
+"""``python -m raptor`` is the ``raptor`` command."""
+
+from raptor.cli import entry
+
+entry()

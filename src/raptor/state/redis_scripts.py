@@ -1,0 +1,509 @@
+"""Lua scripts of the Redis state store, and the byte formats they share with Python. Pure.
+
+Nothing here imports ``redis``: this module is the wire contract between
+:mod:`raptor.state.redis` (which sends the scripts) and Redis' Lua 5.1 interpreter, so it can be
+unit-tested without a server.
+
+Why binary formats: Lua numbers are doubles, so a 64-bit int cannot travel through Lua as a
+number. Every int crossing into Lua is split into ``(hi, lo)`` with ``x = hi * 2**32 + lo`` and
+``0 <= lo < 2**32`` (both exact doubles); a float travels as its 8 IEEE bytes with ``lo = -1`` as
+the tag. Lua adds ``(hi, lo)`` pairs with a carry, so int sums stay exact (beyond int64, even),
+and adds floats in double arithmetic in the same order as the in-memory store, so results are
+bit-identical. ``struct`` (bundled with Redis' Lua) packs and unpacks these bytes.
+
+Formats (big-endian):
+
+* **Value entry** (a field ``"0"``, ``"1"``... of the values hash): ``>dd`` timestamp, expiry
+  (epoch µs; expiry 0 = never) followed by the value encoded with msgpack (msgspec). APPEND
+  rewrites a msgpack array header in Lua; INCR decodes/encodes msgpack numbers in Lua.
+* **Event** (window adds, 17 bytes): ``>d`` bucket (or event time for future events), then a
+  number: ``B`` tag 0 + ``>iI`` (hi, lo) for an int, tag 1 + ``>d`` for a float.
+* **Partial** (a bucket field ``"<level>:<index>"``, and the reply of a window read):
+  ``>Bd`` tag bits (1 sum, 2 min, 4 max are floats) and count, then sum (int ``>dI``, float
+  ``>d``), min and max (int ``>iI``, float ``>d``).
+* **Window meta** (field ``"m"`` of the window hash): ``>dd`` next prune time, pending sequence
+  number, then one ``>d`` per level: the lowest bucket index that may still be present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from typing import Any
+
+from raptor.api.windows import Partial
+
+__all__ = [
+    "READ_WINDOW",
+    "WINDOW_ADD",
+    "WRITE",
+    "Script",
+    "decode_partial",
+    "encode_events",
+    "encode_number",
+]
+
+_INT_EVENT = struct.Struct(">dBiI")
+_FLOAT_EVENT = struct.Struct(">dBd")
+_HEAD = struct.Struct(">Bd")
+_D = struct.Struct(">d")
+_DI = struct.Struct(">dI")
+_II = struct.Struct(">iI")
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
+class Script:
+    """A Lua script and its SHA1 (the EVALSHA handle)."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+def encode_number(x: Any) -> tuple[int, float | int]:
+    """The ``(tag, payload)`` of a window value: tag 0 int, 1 float. Bools count as ints; any
+    other value counts as int 0 (only ``count`` is meaningful for non-numeric features)."""
+    if type(x) is float:
+        return 1, x
+    if isinstance(x, int):
+        if not _INT64_MIN <= x <= _INT64_MAX:
+            raise OverflowError(f"window value {x} is outside the 64-bit int range")
+        return 0, int(x)
+    if isinstance(x, float):
+        return 1, float(x)
+    return 0, 0
+
+
+def encode_events(events: list[tuple[int, Any]]) -> bytes:
+    """Pack ``(position, value)`` pairs (position = bucket index or event time) for Lua."""
+    out = bytearray()
+    for pos, x in events:
+        tag, v = encode_number(x)
+        if tag:
+            out += _FLOAT_EVENT.pack(pos, 1, v)
+        else:
+            iv = int(v)
+            out += _INT_EVENT.pack(pos, 0, iv >> 32, iv & 0xFFFFFFFF)
+    return bytes(out)
+
+
+def decode_partial(blob: bytes | None) -> Partial:
+    """Decode a packed partial (the reply of a window read); empty → the empty partial."""
+    if not blob:
+        return (0, 0, None, None)
+    tag, count = _HEAD.unpack_from(blob, 0)
+    pos = _HEAD.size
+    s: Any
+    if tag & 1:
+        (s,) = _D.unpack_from(blob, pos)
+        pos += 8
+    else:
+        hi, lo = _DI.unpack_from(blob, pos)
+        s = int(hi) * 4294967296 + lo
+        pos += 12
+    parts: list[Any] = []
+    for bit in (2, 4):
+        if tag & bit:
+            parts.append(_D.unpack_from(blob, pos)[0])
+        else:
+            hi, lo = _II.unpack_from(blob, pos)
+            parts.append(hi * 4294967296 + lo)
+        pos += 8
+    return (s, int(count), parts[0], parts[1])
+
+
+# -- Lua ----------------------------------------------------------------------------------------
+
+_PRELUDE = r"""
+local TWO32 = 4294967296
+local CHUNK = 400
+
+local function tof(a, b) if b < 0 then return a end return a * TWO32 + b end
+
+local function nadd(a1, b1, a2, b2)
+  if b1 >= 0 and b2 >= 0 then
+    local hi, lo = a1 + a2, b1 + b2
+    if lo >= TWO32 then return hi + 1, lo - TWO32 end
+    return hi, lo
+  end
+  return tof(a1, b1) + tof(a2, b2), -1
+end
+
+local function nless(a1, b1, a2, b2)
+  if b1 >= 0 and b2 >= 0 then return a1 < a2 or (a1 == a2 and b1 < b2) end
+  return tof(a1, b1) < tof(a2, b2)
+end
+
+local function fdiv(t, g)
+  local q = math.floor(t / g)
+  if q * g > t then q = q - 1 elseif (q + 1) * g <= t then q = q + 1 end
+  return q
+end
+
+local function ttl(key, want, now, floor)
+  local ms = math.ceil((want - now) / 1000)
+  if ms < floor then ms = floor end
+  if ms < 1 then ms = 1 end
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+end
+
+local function chunked(cmd, key, list)
+  local out = {}
+  for i = 1, #list, CHUNK do
+    local r = redis.call(cmd, key, unpack(list, i, math.min(i + CHUNK - 1, #list)))
+    if type(r) == 'table' then for _, v in ipairs(r) do out[#out + 1] = v end end
+  end
+  return out
+end
+"""
+
+_WINDOW_LIB = r"""
+local NONE = 9007199254740992
+
+local function punpack(s)
+  local tag, c, pos = struct.unpack('>Bd', s)
+  local p = {c}
+  if tag % 2 == 1 then p[2], pos = struct.unpack('>d', s, pos); p[3] = -1
+  else p[2], p[3], pos = struct.unpack('>dI4', s, pos) end
+  if tag % 4 >= 2 then p[4], pos = struct.unpack('>d', s, pos); p[5] = -1
+  else p[4], p[5], pos = struct.unpack('>i4I4', s, pos) end
+  if tag >= 4 then p[6] = struct.unpack('>d', s, pos); p[7] = -1
+  else p[6], p[7] = struct.unpack('>i4I4', s, pos) end
+  return p
+end
+
+local function ppack(p)
+  local tag, s, n, x = 0, nil, nil, nil
+  if p[3] < 0 then tag = 1; s = struct.pack('>d', p[2]) else s = struct.pack('>dI4', p[2], p[3]) end
+  if p[5] < 0 then tag = tag + 2; n = struct.pack('>d', p[4])
+  else n = struct.pack('>i4I4', p[4], p[5]) end
+  if p[7] < 0 then tag = tag + 4; x = struct.pack('>d', p[6])
+  else x = struct.pack('>i4I4', p[6], p[7]) end
+  return struct.pack('>Bd', tag, p[1]) .. s .. n .. x
+end
+
+local function fold(p, a, b)
+  if not p then return {1, a, b, a, b, a, b} end
+  p[1] = p[1] + 1
+  p[2], p[3] = nadd(p[2], p[3], a, b)
+  if nless(a, b, p[4], p[5]) then p[4], p[5] = a, b end
+  if nless(p[6], p[7], a, b) then p[6], p[7] = a, b end
+  return p
+end
+
+-- one number of an event at pos: returns a, b, next pos
+local function rnum(s, pos)
+  local tag
+  tag, pos = struct.unpack('>B', s, pos)
+  if tag == 0 then return struct.unpack('>i4I4', s, pos) end
+  local v
+  v, pos = struct.unpack('>d', s, pos)
+  return v, -1, pos
+end
+
+local function mload(blob, levels)
+  local m = {np = 0, seq = 0, lo = {}}
+  if blob then
+    local pos
+    m.np, m.seq, pos = struct.unpack('>dd', blob)
+    for l = 1, levels do m.lo[l], pos = struct.unpack('>d', blob, pos) end
+  else
+    for l = 1, levels do m.lo[l] = NONE end
+  end
+  return m
+end
+
+local function mpack(m, levels)
+  local parts = {struct.pack('>dd', m.np, m.seq)}
+  for l = 1, levels do parts[l + 1] = struct.pack('>d', m.lo[l]) end
+  return table.concat(parts)
+end
+
+-- Fold events (level-0 bucket eb[k], number ea[k], eb2[k]) into every level, in order.
+-- Returns the latest expiry of the touched buckets (nil when there were no events).
+local function apply(key, m, eb, ea, ebb, g, tail, levels)
+  local n = #eb
+  if n == 0 then return nil end
+  local names, seen, list = {}, {}, {}
+  local maxexp = nil
+  for k = 1, n do
+    local b, width = eb[k], g
+    for l = 0, levels - 1 do
+      local f = string.format('%d:%d', l, b)
+      names[(k - 1) * levels + l + 1] = f
+      if not seen[f] then
+        seen[f] = true
+        list[#list + 1] = f
+        if b < m.lo[l + 1] then m.lo[l + 1] = b end
+        local e = (b + 1) * width + tail
+        if not maxexp or e > maxexp then maxexp = e end
+      end
+      b = fdiv(b, 8)
+      width = width * 8
+    end
+  end
+  local cur = chunked('HMGET', key, list)
+  local cache = {}
+  for i, f in ipairs(list) do cache[f] = cur[i] and punpack(cur[i]) or false end
+  for k = 1, n do
+    local a, bb = ea[k], ebb[k]
+    for l = 1, levels do
+      local f = names[(k - 1) * levels + l]
+      cache[f] = fold(cache[f] or nil, a, bb)
+    end
+  end
+  local args = {}
+  for _, f in ipairs(list) do args[#args + 1] = f; args[#args + 1] = ppack(cache[f]) end
+  chunked('HSET', key, args)
+  return maxexp
+end
+"""
+
+WRITE = Script(
+    _PRELUDE
+    + r"""
+-- KEYS[1] values hash. ARGV: op (s|a|i), msgpack blob, timestamp, now, staleness, versions,
+-- version_ttl, ttl floor (ms). Returns false (older write ignored), 1 (set) or the new body.
+local key = KEYS[1]
+local op, blob = ARGV[1], ARGV[2]
+local ts, now = tonumber(ARGV[3]), tonumber(ARGV[4])
+local stale, nver, vttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local floor = tonumber(ARGV[8])
+
+local function small(v) if v >= 0 then return 0, v end return -1, v + TWO32 end
+
+local function mpnum(s)
+  local c = string.byte(s, 1)
+  if not c then return nil end
+  if c <= 0x7f then return 0, c end
+  if c >= 0xe0 then return -1, c - 256 + TWO32 end
+  if c == 0xcb then return (struct.unpack('>d', s, 2)), -1 end
+  if c == 0xca then return (struct.unpack('>f', s, 2)), -1 end
+  if c == 0xcc then return 0, string.byte(s, 2) end
+  if c == 0xcd then return 0, (struct.unpack('>I2', s, 2)) end
+  if c == 0xce then return 0, (struct.unpack('>I4', s, 2)) end
+  if c == 0xcf then local h, l = struct.unpack('>I4I4', s, 2); return h, l end
+  if c == 0xd0 then return small((struct.unpack('>i1', s, 2))) end
+  if c == 0xd1 then return small((struct.unpack('>i2', s, 2))) end
+  if c == 0xd2 then return small((struct.unpack('>i4', s, 2))) end
+  if c == 0xd3 then local h, l = struct.unpack('>i4I4', s, 2); return h, l end
+  return nil
+end
+
+local function mpenc(a, b)
+  if b < 0 then return '\203' .. struct.pack('>d', a) end
+  if a >= -2147483648 and a < 2147483648 then return '\211' .. struct.pack('>i4I4', a, b) end
+  if a >= 0 and a < TWO32 then return '\207' .. struct.pack('>I4I4', a, b) end
+  return nil
+end
+
+local function arrhead(n)
+  if n < 16 then return string.char(0x90 + n) end
+  if n < 65536 then return '\220' .. struct.pack('>I2', n) end
+  return '\221' .. struct.pack('>I4', n)
+end
+
+local function append(s, elem)
+  local c = string.byte(s, 1)
+  local n, body
+  if c and c >= 0x90 and c <= 0x9f then n = c - 0x90; body = string.sub(s, 2)
+  elseif c == 0xdc then n = struct.unpack('>I2', s, 2); body = string.sub(s, 4)
+  elseif c == 0xdd then n = struct.unpack('>I4', s, 2); body = string.sub(s, 6)
+  else return nil end
+  return arrhead(n + 1) .. body .. elem
+end
+
+local cur = redis.call('HGET', key, '0')
+local live = false
+if cur then
+  local cts, cexp = struct.unpack('>dd', cur)
+  if ts < cts then return false end
+  live = cexp == 0 or cexp > now
+end
+
+local body = blob
+if op == 'a' then
+  if live then
+    body = append(string.sub(cur, 17), blob)
+    if not body then return redis.error_reply('RAPTOR append to a stored value that is not a list') end
+  else
+    body = arrhead(1) .. blob
+  end
+elseif op == 'i' and live then
+  local a1, b1 = mpnum(string.sub(cur, 17))
+  local a2, b2 = mpnum(blob)
+  if not a1 or not a2 then return redis.error_reply('RAPTOR incr of a value that is not a number') end
+  body = mpenc(nadd(a1, b1, a2, b2))
+  if not body then return redis.error_reply('RAPTOR incr overflows a 64-bit int') end
+end
+
+local exp = 0
+if stale > 0 then exp = ts + stale end
+local never, maxexp = exp == 0, exp
+local args = {'0', struct.pack('>dd', ts, exp) .. body}
+local keep = 1
+local hlen = redis.call('HLEN', key)
+if nver > 0 and cur then
+  local k = math.min(hlen, nver)
+  local fields = {}
+  for i = 1, k do fields[i] = tostring(i - 1) end
+  local olds = redis.call('HMGET', key, unpack(fields))
+  for i = 1, k do
+    local e = olds[i]
+    if not e then break end
+    local ets = struct.unpack('>d', e)
+    local eexp = 0
+    if vttl > 0 then eexp = now + i * vttl else never = true end
+    if eexp > maxexp then maxexp = eexp end
+    args[#args + 1] = tostring(i)
+    args[#args + 1] = struct.pack('>dd', ets, eexp) .. string.sub(e, 17)
+    keep = i + 1
+  end
+end
+if hlen > keep then
+  local dead = {}
+  for i = keep, hlen - 1 do dead[#dead + 1] = tostring(i) end
+  chunked('HDEL', key, dead)
+end
+redis.call('HSET', key, unpack(args))
+if never then redis.call('PERSIST', key)
+else
+  local ms = math.ceil((maxexp - now) / 1000)
+  if ms < floor then ms = floor end
+  redis.call('PEXPIRE', key, ms)
+end
+if op == 's' then return 1 end
+return body
+"""
+)
+
+WINDOW_ADD = Script(
+    _PRELUDE
+    + _WINDOW_LIB
+    + r"""
+-- KEYS[1] window hash, KEYS[2] pending zset. ARGV: now, granularity, tail (window + grace),
+-- levels, ttl floor (ms), events (level-0 bucket + number), future events (time + number).
+local hkey, zkey = KEYS[1], KEYS[2]
+local now, g, tail = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local levels, floor = tonumber(ARGV[4]), tonumber(ARGV[5])
+local ev, fu = ARGV[6], ARGV[7]
+local m = mload(redis.call('HGET', hkey, 'm'), levels)
+
+local eb, ea, ebb = {}, {}, {}
+local pos = 1
+for k = 1, #ev / 17 do
+  eb[k], pos = struct.unpack('>d', ev, pos)
+  ea[k], ebb[k], pos = rnum(ev, pos)
+end
+local want = apply(hkey, m, eb, ea, ebb, g, tail, levels)
+
+if #fu > 0 then
+  local zargs, zexp = {}, nil
+  local top = g * 8 ^ (levels - 1)
+  for k = 1, #fu / 17 do
+    local s = (k - 1) * 17 + 1
+    local t = struct.unpack('>d', fu, s)
+    m.seq = m.seq + 1
+    zargs[#zargs + 1] = string.format('%d', t)
+    zargs[#zargs + 1] = struct.pack('>d', m.seq) .. string.sub(fu, s + 8, s + 16)
+    local e = (fdiv(t, top) + 1) * top + tail
+    if not zexp or e > zexp then zexp = e end
+  end
+  chunked('ZADD', zkey, zargs)
+  ttl(zkey, zexp, now, floor)
+  if not want or zexp > want then want = zexp end
+end
+
+if now >= m.np then
+  local dead, width, scan = {}, g, false
+  for l = 1, levels do
+    local last = fdiv(now - tail, width) - 1
+    if m.lo[l] <= last and last - m.lo[l] > 512 then scan = true end
+    width = width * 8
+  end
+  if scan then
+    for _, f in ipairs(redis.call('HKEYS', hkey)) do
+      local l, i = string.match(f, '^(%d+):(%-?%d+)$')
+      if l then
+        l, i = tonumber(l), tonumber(i)
+        if (i + 1) * g * 8 ^ l + tail <= now then dead[#dead + 1] = f end
+      end
+    end
+    width = g
+    for l = 1, levels do
+      local last = fdiv(now - tail, width) - 1
+      if m.lo[l] <= last then m.lo[l] = last + 1 end
+      width = width * 8
+    end
+  else
+    width = g
+    for l = 1, levels do
+      local last = fdiv(now - tail, width) - 1
+      if m.lo[l] <= last then
+        for i = m.lo[l], last do dead[#dead + 1] = string.format('%d:%d', l - 1, i) end
+        m.lo[l] = last + 1
+      end
+      width = width * 8
+    end
+  end
+  if #dead > 0 then chunked('HDEL', hkey, dead) end
+  m.np = now + g
+end
+redis.call('HSET', hkey, 'm', mpack(m, levels))
+ttl(hkey, want or now, now, floor)
+return 1
+"""
+)
+
+READ_WINDOW = Script(
+    _PRELUDE
+    + _WINDOW_LIB
+    + r"""
+-- KEYS[1] window hash, KEYS[2] pending zset. ARGV: at, granularity, tail, levels, ttl floor,
+-- buckets (n), then the cover's fields. Folds due future events, returns the merged partial.
+local hkey, zkey = KEYS[1], KEYS[2]
+local at = tonumber(ARGV[1])
+local head = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
+if head[2] and tonumber(head[2]) <= at then
+  local g, tail = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local levels, floor, nb = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  local due = redis.call('ZRANGEBYSCORE', zkey, '-inf', ARGV[1], 'WITHSCORES')
+  redis.call('ZREMRANGEBYSCORE', zkey, '-inf', ARGV[1])
+  local oldest = fdiv(at, g) - nb + 1
+  local m = mload(redis.call('HGET', hkey, 'm'), levels)
+  local eb, ea, ebb = {}, {}, {}
+  for i = 1, #due, 2 do
+    local b = fdiv(tonumber(due[i + 1]), g)
+    if b >= oldest then
+      local k = #eb + 1
+      eb[k] = b
+      ea[k], ebb[k] = rnum(due[i], 9)
+    end
+  end
+  if #eb > 0 then
+    local want = apply(hkey, m, eb, ea, ebb, g, tail, levels)
+    redis.call('HSET', hkey, 'm', mpack(m, levels))
+    ttl(hkey, want, at, floor)
+  end
+end
+local vals = redis.call('HMGET', hkey, unpack(ARGV, 7))
+local acc = nil
+for _, v in ipairs(vals) do
+  if v then
+    local p = punpack(v)
+    if not acc then acc = p
+    else
+      acc[1] = acc[1] + p[1]
+      acc[2], acc[3] = nadd(acc[2], acc[3], p[2], p[3])
+      if nless(p[4], p[5], acc[4], acc[5]) then acc[4], acc[5] = p[4], p[5] end
+      if nless(acc[6], acc[7], p[6], p[7]) then acc[6], acc[7] = p[6], p[7] end
+    end
+  end
+end
+if not acc then return '' end
+return ppack(acc)
+"""
+)

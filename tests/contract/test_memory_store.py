@@ -1,0 +1,112 @@
+"""The in-memory reference store: the conformance suite, plus what only memory can show (that
+expired state is actually released, measured with tracemalloc)."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from raptor.api.windows import WindowSpec
+from raptor.state import StateStore, WriteOp, WritePolicy
+from raptor.state.memory import MemoryStateStore
+from raptor.testing import StateStoreConformance
+
+MINUTE = 60_000_000
+HOUR = 60 * MINUTE
+T0 = 1_717_200_000_000_000  # 2024-06-01T00:00:00Z
+W1H = WindowSpec(granularity=MINUTE, over=HOUR, grace=5 * MINUTE)
+AFTER_EXPIRY = T0 + 2 * HOUR + 10 * MINUTE  # past every bucket of an hour fed from T0
+
+
+class TestMemoryStateStore(StateStoreConformance):
+    @pytest.fixture
+    async def store(self) -> AsyncIterator[StateStore]:
+        store = MemoryStateStore()
+        yield store
+        await store.close()
+
+
+async def traced(step: Callable[[], Awaitable[object]]) -> int:
+    """Bytes still allocated after ``step`` (negative when it freed memory)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        await step()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+async def fill_hour(store: MemoryStateStore, entities: int) -> None:
+    for e in range(entities):
+        events = [(T0 + m * MINUTE, 1000 + m) for m in range(60)]
+        await store.window_add("ns.clicks", f"u{e}", W1H, events, T0 + HOUR)
+
+
+async def test_idle_window_states_are_released_after_their_expiry() -> None:
+    store = MemoryStateStore()
+    grown = await traced(lambda: fill_hour(store, 300))
+    assert grown > 300 * 5_000  # sanity: each full hour costs several KB
+
+    async def later_write() -> None:  # any write drives the sweep; reads never delete
+        await store.write(
+            "ns.other", "x", WriteOp.SET, 1, AFTER_EXPIRY, WritePolicy(), AFTER_EXPIRY
+        )
+
+    freed = await traced(later_write)
+    assert freed < -0.9 * grown
+    assert await store.window_read("ns.clicks", "u0", W1H, AFTER_EXPIRY) == (0, 0, None, None)
+
+
+async def test_reads_alone_release_nothing() -> None:
+    store = MemoryStateStore()
+    await fill_hour(store, 50)
+    assert await store.window_read("ns.clicks", "u0", W1H, AFTER_EXPIRY) == (0, 0, None, None)
+    assert await traced(lambda: store.window_read("ns.clicks", "u1", W1H, AFTER_EXPIRY)) >= 0
+
+
+async def test_a_busy_entity_keeps_only_the_buckets_its_window_needs() -> None:
+    store = MemoryStateStore()
+
+    async def feed(hours: int, start: int) -> None:
+        for m in range(start, start + hours * 60):
+            t = T0 + m * MINUTE
+            await store.window_add("ns.clicks", "u", W1H, [(t, 10**6 + m)], t)
+
+    first = await traced(lambda: feed(2, 0))
+    more = await traced(lambda: feed(10, 120))
+    assert first > 0
+    assert abs(more) < 0.1 * first  # ten more hours, about the same memory
+    got = await store.window_read("ns.clicks", "u", W1H, T0 + 12 * HOUR - MINUTE)
+    assert got[1] == 60
+
+
+async def test_expired_values_are_released_over_a_few_writes() -> None:
+    store = MemoryStateStore()
+    p = WritePolicy(staleness=MINUTE)
+
+    async def fill() -> None:
+        for e in range(2500):  # more than one sweep's budget
+            await store.write("ns.score", f"u{e}", WriteOp.SET, [e] * 10, T0, p, T0)
+
+    grown = await traced(fill)
+    later = T0 + 2 * MINUTE
+
+    async def writes() -> None:
+        for i in range(3):
+            await store.write("ns.other", "x", WriteOp.SET, i, later, p, later)
+
+    freed = await traced(writes)
+    assert freed < -0.9 * grown
+    assert await store.read("ns.score", "u0", 0, later) == [None]
+
+
+async def test_values_that_never_expire_are_kept() -> None:
+    store = MemoryStateStore()
+    await store.write("ns.name", "u", WriteOp.SET, "kept", T0, WritePolicy(), T0)
+    far = T0 + 10_000 * HOUR
+    await store.write("ns.other", "x", WriteOp.SET, 1, far, WritePolicy(staleness=1), far)
+    await store.write("ns.other", "y", WriteOp.SET, 1, far + 5, WritePolicy(), far + 5)
+    assert (await store.read("ns.name", "u", 0, far + 5))[0] is not None

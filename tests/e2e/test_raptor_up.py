@@ -1,0 +1,232 @@
+"""``raptor up`` as a user runs it: a subprocess on free ports, driven over REST and gRPC."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "card-transactions"
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Up:
+    def __init__(self, folder: Path, *extra: str) -> None:
+        self.http = free_port()
+        self.grpc = free_port()
+        self.url = f"http://127.0.0.1:{self.http}"
+        self.log = folder.parent / "up.log"
+        self._out = self.log.open("w")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "raptor",
+                "up",
+                str(folder),
+                "--http",
+                f"127.0.0.1:{self.http}",
+                "--grpc",
+                f"127.0.0.1:{self.grpc}",
+                *extra,
+            ],
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.client = httpx.Client(base_url=self.url, timeout=10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.stop()
+                raise AssertionError(f"raptor up exited: {self.log.read_text()}")
+            try:
+                if self.client.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise AssertionError(f"raptor up did not start: {self.log.read_text()}")
+
+    def output(self) -> str:
+        self._out.flush()
+        return self.log.read_text()
+
+    def stop(self) -> int:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    folder = tmp_path / "assets"
+    shutil.copytree(EXAMPLE, folder)
+    server = Up(folder)
+    try:
+        yield server
+    finally:
+        code = server.stop()
+        assert code == 0, server.output()
+
+
+def push(up: Up, rows: list[dict[str, object]]) -> httpx.Response:
+    return up.client.post("/api/v1alpha1/datasources/default/transactions/rows", json=rows)
+
+
+def wait_for(predicate: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_example_serves_pushed_and_derived_features(up: Up) -> None:
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "card_id": "c1",
+            "amount": 100.0,
+            "merchant": "books",
+            "timestamp": (now - timedelta(minutes=5)).isoformat(),
+        },
+        {
+            "card_id": "c1",
+            "amount": 450.5,
+            "merchant": "airline",
+            "timestamp": (now - timedelta(minutes=2)).isoformat(),
+        },
+        {
+            "card_id": "c2",
+            "amount": 3.0,
+            "merchant": "cafe",
+            "timestamp": (now - timedelta(minutes=1)).isoformat(),
+        },
+    ]
+    res = push(up, rows)
+    assert res.status_code == 200, res.text
+    get = up.client.get
+    assert (
+        get("/api/v1alpha1/features/spend+sum", params={"card_id": "c1"}).json()["value"] == 550.5
+    )
+    assert (
+        get("/api/v1alpha1/features/spend+count", params={"keys.card_id": "c1"}).json()["value"]
+        == 2
+    )
+    assert get("/api/v1alpha1/features/spend+max", params={"card_id": "c2"}).json()["value"] == 3.0
+    last = get("/api/v1alpha1/features/last-merchant", params={"card_id": "c1"}).json()
+    prev = get("/api/v1alpha1/features/last-merchant@-1", params={"card_id": "c1"}).json()
+    assert (last["value"], prev["value"]) == ("airline", "books")
+    assert (
+        get("/api/v1alpha1/features/big-spender", params={"card_id": "c1"}).json()["value"] is True
+    )
+    assert (
+        get("/api/v1alpha1/features/big-spender", params={"card_id": "c2"}).json()["value"] is False
+    )
+    hour = get("/api/v1alpha1/features/hour-of-day").json()
+    assert (
+        hour["value"] == datetime.now(UTC).hour
+        or hour["value"] == (datetime.now(UTC).hour - 1) % 24
+    )
+
+    # raptor get, the CLI client
+    cli = subprocess.run(
+        [sys.executable, "-m", "raptor", "get", "spend+sum", "card_id=c1", "--url", up.url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "550.5" in cli.stdout
+    assert "fresh:     true" in cli.stdout
+
+
+def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(up: Up) -> None:
+    get = up.client.get
+    cases = [
+        (get("/api/v1alpha1/features/spend+sum!!", params={"card_id": "c1"}), 400),
+        (get("/api/v1alpha1/features/spend+sum"), 400),  # missing key
+        (get("/api/v1alpha1/features/nope", params={"card_id": "c1"}), 404),
+        (
+            up.client.put(
+                "/api/v1alpha1/features/last-merchant", json={"keys": {"card_id": "c1"}, "value": 5}
+            ),
+            422,
+        ),
+        (
+            up.client.post(
+                "/api/v1alpha1/datasources/default/transactions/rows",
+                content=b"[" + b'{"card_id": "c1"},' * 200_000 + b"{}]",
+                headers={"content-type": "application/json"},
+            ),
+            413,
+        ),
+        (push(up, [{"card_id": "c1", "amount": 1.0, "merchant": "x"}]), 422),  # no timestamp
+    ]
+    for res, status in cases:
+        assert res.status_code == status, res.text
+        assert res.json()["error"]["message"]
+    assert get("/healthz").status_code == 200
+    assert get("/readyz").status_code == 200
+
+
+def test_manifests_hot_reload(up: Up, tmp_path: Path) -> None:
+    folder = tmp_path / "assets"
+    # add
+    (folder / "extra.yaml").write_text(
+        (folder / "features.yaml")
+        .read_text()
+        .split("---")[-1]
+        .replace("hour-of-day", "minute-of-hour")
+        .replace("ctx.timestamp.hour", "ctx.timestamp.minute")
+    )
+    assert wait_for(
+        lambda: up.client.get("/api/v1alpha1/features/minute-of-hour").status_code == 200
+    )
+    # edit: the descriptor shows the new freshness
+    text = (folder / "extra.yaml").read_text().replace("freshness: 1m", "freshness: 2m")
+    (folder / "extra.yaml").write_text(text)
+    assert wait_for(
+        lambda: "2m" in json.dumps(up.client.get("/api/v1alpha1/descriptors/minute-of-hour").json())
+    )
+    # a broken edit is reported and the previous version keeps serving
+    (folder / "extra.yaml").write_text(text.replace("-> int", "-> str"))
+    assert wait_for(lambda: "UpdateRejected" in up.output() or "error:" in up.output())
+    assert up.client.get("/api/v1alpha1/features/minute-of-hour").status_code == 200
+    # delete
+    (folder / "extra.yaml").unlink()
+    assert wait_for(
+        lambda: up.client.get("/api/v1alpha1/features/minute-of-hour").status_code == 404
+    )
+    descriptors = up.client.get("/api/v1alpha1/descriptors").json()
+    assert "default.spend" in json.dumps(descriptors)
