@@ -21,3 +21,6 @@ test:
 format:
 	$(BIN)/ruff format src tests bench examples
 	$(BIN)/ruff check --fix src tests bench examples
+
+proto:
+	bash scripts/gen_proto.sh

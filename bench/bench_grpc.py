@@ -9,6 +9,10 @@ for ``--entities`` entities, plus a windowed feature). One client process drives
 request (from ``/proc``). ``--profile FILE`` runs the server under cProfile and writes its stats
 (inspect with ``python -m pstats FILE``). Issue 3's target: gRPC Get >= 4,000 req/s.
 
+``--floor`` serves the same RPCs from a bare ``grpc.aio`` server that answers every ``Get`` with
+an empty ``GetResponse`` (no engine): the framework's own ceiling on this machine, to tell how
+much of the cost per request is Raptor's.
+
 ``--method batch`` sends ``BatchGet`` of ``--batch-entities`` entities x the feature's 5
 selectors (cells per second = req/s x cells).
 """
@@ -79,7 +83,8 @@ async def serve(port: int, entities: int) -> None:
 
     loaded = load_text(MANIFESTS)
     catalog = build_catalog(loaded.assets)
-    assert not loaded.errors and not catalog.errors, (loaded.errors, catalog.errors)
+    if loaded.errors or catalog.errors:
+        raise SystemExit(f"bad bench manifests: {loaded.errors} {catalog.errors}")
     engine = Engine(MemoryStateStore(), catalog=catalog)
     for i in range(entities):
         await engine.set("amount", {"user": f"u{i}"}, float(i))
@@ -96,17 +101,52 @@ async def serve(port: int, entities: int) -> None:
     await engine.aclose()
 
 
+async def serve_floor(port: int) -> None:
+    """A bare grpc.aio server with the generated registration and an empty Get: the floor."""
+    import grpc
+
+    from raptor.api.proto.core.v1alpha1 import api_pb2, api_pb2_grpc
+
+    class Empty:
+        async def Get(self, request: object, context: object) -> object:
+            return api_pb2.GetResponse()
+
+        async def BatchGet(self, request: object, context: object) -> object:
+            return api_pb2.BatchGetResponse()
+
+        def __getattr__(self, name: str) -> object:
+            return None
+
+    server = grpc.aio.server()
+    api_pb2_grpc.add_EngineServiceServicer_to_server(Empty(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print("READY", flush=True)
+    await stop.wait()
+    await server.stop(None)
+
+
 def run_server(args: argparse.Namespace) -> None:
+    main = serve_floor(args.port) if args.floor else serve(args.port, args.entities)
+    run = asyncio.run
+    if args.uvloop:
+        import uvloop  # optional: pip install uvloop
+
+        run = uvloop.run
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
         try:
-            asyncio.run(serve(args.port, args.entities))
+            run(main)
         finally:
             prof.disable()
             prof.dump_stats(args.profile)
     else:
-        asyncio.run(serve(args.port, args.entities))
+        run(main)
 
 
 # -- client ------------------------------------------------------------------------------------
@@ -193,15 +233,21 @@ async def drive(args: argparse.Namespace, pid: int) -> None:
     def pct(p: float) -> float:
         return latencies[min(n - 1, int(p / 100 * n))] * 1000
 
-    what = "Get" if args.method == "get" else (
-        f"BatchGet {args.batch_entities} entities x {len(BATCH_SELECTORS)} selectors"
-    )
+    if args.method == "get":
+        what = "Get"
+    else:
+        what = f"BatchGet {args.batch_entities} entities x {len(BATCH_SELECTORS)} selectors"
+    server = "bare grpc.aio server (floor)" if args.floor else "raptor, memory state"
+    if args.uvloop:
+        server += ", uvloop"
     print(
-        f"gRPC {what}: concurrency {args.concurrency}, {args.duration:.0f} s, "
+        f"gRPC {what} [{server}]: concurrency {args.concurrency}, {args.duration:.0f} s, "
         f"{args.entities} entities"
     )
     print(f"  {n} ok, {errors} errors -> {n / elapsed:,.0f} req/s")
-    print(f"  latency ms: p50 {pct(50):.2f}  p90 {pct(90):.2f}  p99 {pct(99):.2f}  max {pct(100):.2f}")
+    print(
+        f"  latency ms: p50 {pct(50):.2f}  p90 {pct(90):.2f}  p99 {pct(99):.2f}  max {pct(100):.2f}"
+    )
     print(
         f"  server CPU {server_cpu / n * 1e6:.0f} us/req ({server_cpu / elapsed:.0%} of a core); "
         f"client CPU {client_cpu / n * 1e6:.0f} us/req ({client_cpu / elapsed:.0%})"
@@ -217,6 +263,8 @@ def main() -> None:
     ap.add_argument("--entities", type=int, default=10_000)
     ap.add_argument("--batch-entities", type=int, default=100)
     ap.add_argument("--profile", help="write the server's cProfile stats to this file")
+    ap.add_argument("--floor", action="store_true", help="bare grpc.aio server (no engine)")
+    ap.add_argument("--uvloop", action="store_true", help="run the server on uvloop")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -236,6 +284,10 @@ def main() -> None:
     ]
     if args.profile:
         cmd += ["--profile", args.profile]
+    if args.floor:
+        cmd.append("--floor")
+    if args.uvloop:
+        cmd.append("--uvloop")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

@@ -209,13 +209,18 @@ def _scenarios(draw: st.DrawFn) -> _Scenario:
     g = draw(st.sampled_from([1, 7, 1000, SECOND, MINUTE]))
     n = draw(st.one_of(st.integers(1, 20), st.integers(1, 2000)))
     grace = draw(st.sampled_from([0, g, 5 * g, 300 * SECOND]))
-    window = WindowSpec(granularity=g, over=draw(st.integers((n - 1) * g + 1, n * g)), grace=grace)
+    # Lengths that are (or are not) a multiple of g: they disagree on the oldest bucket's end.
+    lengths = st.one_of(
+        st.sampled_from([(n - 1) * g + 1, n * g]), st.integers((n - 1) * g + 1, n * g)
+    )
+    window = WindowSpec(granularity=g, over=draw(lengths), grace=grace)
     values = draw(
         st.sampled_from([st.integers(-(10**6), 10**6), st.floats(-1e6, 1e6, allow_nan=False)])
     )
     small = st.integers(0, 2 * g)
-    advance = st.one_of(small, small, st.integers(0, (n + 3) * g + grace))
-    event = st.tuples(st.integers(-(n + 1) * g, 2 * g), values)
+    advance = st.one_of(st.sampled_from([0, 1]), small, st.integers(0, (n + 3) * g + grace))
+    near_oldest = st.integers(-n * g - 1, -(n - 1) * g + 1)  # around the window's far edge
+    event = st.tuples(st.one_of(st.integers(-(n + 1) * g, 2 * g), near_oldest), values)
     steps = draw(
         st.lists(
             st.one_of(
@@ -470,6 +475,18 @@ class StateStoreConformance:
         assert await store.window_read(f, "u", W1H, t - 1) == (1, 1, 1, 1)
         assert await store.window_read(f, "u", W1H, t) == (11, 2, 1, 10)
         assert await store.window_read(f, "u", W1H, t + MINUTE) == (11, 2, 1, 10)
+
+    async def test_oldest_bucket_counts_while_the_length_is_not_a_multiple_of_g(
+        self, store: StateStore
+    ) -> None:
+        """n = ceil(W / g): a 59min + 1µs window still spans 60 one-minute buckets."""
+        f, w = _fqn(), WindowSpec(granularity=MINUTE, over=59 * MINUTE + 1)
+        now = T0 + 30 * SECOND
+        oldest = T0 - 59 * MINUTE  # first instant of the oldest of the 60 buckets
+        assert await store.window_add(f, "u", w, [(oldest, 1), (oldest - 1, 5)], now) == 1
+        await store.window_add(f, "u", w, [(now, 2)], now + SECOND)
+        assert await store.window_read(f, "u", w, now + SECOND) == (3, 2, 1, 2)
+        assert await store.window_read(f, "u", w, T0 + MINUTE) == (2, 1, 2, 2)
 
     async def test_window_forgets_events_as_it_slides_and_buckets_expire(
         self, store: StateStore

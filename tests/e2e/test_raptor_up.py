@@ -230,3 +230,28 @@ def test_manifests_hot_reload(up: Up, tmp_path: Path) -> None:
     )
     descriptors = up.client.get("/api/v1alpha1/descriptors").json()
     assert "default.spend" in json.dumps(descriptors)
+
+
+def test_grpc_accessor_serves_the_same_values(up: Up) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from raptor.api.proto.core.v1alpha1 import api_pb2, api_pb2_grpc
+
+    now = datetime.now(UTC)
+    row = {"card_id": "g1", "amount": 12.5, "merchant": "fuel", "timestamp": now.isoformat()}
+    assert push(up, [row, {**row, "amount": 7.5}]).status_code == 200
+    with grpc.insecure_channel(f"127.0.0.1:{up.grpc}") as channel:
+        stub = api_pb2_grpc.EngineServiceStub(channel)
+        res = stub.Get(api_pb2.GetRequest(uuid="u-1", selector="spend+sum", keys={"card_id": "g1"}))
+        assert res.uuid == "u-1"
+        assert res.value.value.scalar_value.float_value == 20.0
+        assert res.value.fresh
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Get(api_pb2.GetRequest(selector="nope", keys={"card_id": "g1"}))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Get(api_pb2.GetRequest(selector="spend+sum"))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert health.status == health_pb2.HealthCheckResponse.SERVING

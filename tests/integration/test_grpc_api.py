@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,10 +23,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from raptor.api.loading import load_text
 from raptor.api.proto.core.v1alpha1 import api_pb2, api_pb2_grpc, types_pb2
-from raptor.engine.catalog import build_catalog
+from raptor.engine.catalog import AssetStatus, build_catalog
 from raptor.engine.engine import Engine
-from raptor.errors import StateUnavailable
-from raptor.server.grpc import SERVICE_NAME, create_grpc_server
+from raptor.errors import FeatureTimeout, NotReady, StateUnavailable
+from raptor.server.grpc import SERVICE_NAME, StatusSource, create_grpc_server
 from raptor.state.memory import MemoryStateStore
 
 pytestmark = pytest.mark.integration
@@ -209,15 +210,13 @@ class Api:
     stub: api_pb2_grpc.EngineServiceStub
 
 
-@pytest.fixture
-async def api() -> AsyncIterator[Api]:
-    loaded = load_text(MANIFESTS)
+@asynccontextmanager
+async def serving(manifests: str, statuses: StatusSource | None = None) -> AsyncIterator[Api]:
+    loaded = load_text(manifests)
     assert not loaded.errors, loaded.errors
-    catalog = build_catalog(loaded.assets)
-    assert not [s for s in catalog.errors], catalog.errors
-    engine = Engine(MemoryStateStore(), catalog=catalog)
+    engine = Engine(MemoryStateStore(), catalog=build_catalog(loaded.assets))
     address = f"127.0.0.1:{free_port()}"
-    server = create_grpc_server(engine, address)
+    server = create_grpc_server(engine, address, statuses=statuses)
     await server.start()
     channel = grpc.aio.insecure_channel(address)
     try:
@@ -226,6 +225,13 @@ async def api() -> AsyncIterator[Api]:
         await channel.close()
         await server.stop(None)
         await engine.aclose()
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[Api]:
+    async with serving(MANIFESTS) as served:
+        assert not served.engine.catalog.errors, served.engine.catalog.errors
+        yield served
 
 
 def scalar(**kw: object) -> types_pb2.Value:
@@ -479,6 +485,43 @@ async def test_feature_descriptor_of_a_model(api: Api) -> None:
     assert (d.fqn, d.builder, list(d.keys)) == ("default.churn", "model", ["user"])
 
 
+async def test_feature_descriptor_reports_the_status_source() -> None:
+    rejected = AssetStatus(
+        "Feature", "default.counter", False, "UpdateRejected", "new version: bad program"
+    )
+    async with serving(MANIFESTS, statuses=lambda: {"Feature/default.counter": rejected}) as api:
+        resp = await api.stub.FeatureDescriptor(
+            api_pb2.FeatureDescriptorRequest(selector="counter")
+        )
+    d = resp.feature_descriptor
+    assert (d.fqn, d.ready, d.status_reason) == ("default.counter", False, "UpdateRejected")
+    assert d.status_message == "new version: bad program"
+
+
+BROKEN = """
+apiVersion: k8s.raptor.ml/v1alpha1
+kind: Feature
+metadata: {name: broken, namespace: default}
+spec:
+  primitive: int
+  freshness: 1m
+  keys: [user]
+  builder:
+    kind: push
+    code: |
+      def handler(row, ctx) -> str:
+          return "not an int"
+"""
+
+
+async def test_a_feature_that_is_not_ready_is_unavailable_with_its_reason() -> None:
+    async with serving(BROKEN) as api:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await api.stub.Get(api_pb2.GetRequest(selector="broken", keys={"user": "u"}))
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "not ready" in (info.value.details() or "")
+
+
 async def test_batch_get_reads_every_selector_for_every_entity(api: Api) -> None:
     for user, n in (("a", 1), ("b", BIG)):
         await api.stub.Set(
@@ -664,16 +707,25 @@ async def test_write_errors_have_clear_statuses(api: Api) -> None:
     )
 
 
-async def test_state_outage_is_unavailable(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    async def down(*args: object, **kwargs: object) -> None:
-        raise StateUnavailable("state store did not answer within 2s")
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (StateUnavailable("state store did not answer within 2s"), grpc.StatusCode.UNAVAILABLE),
+        (FeatureTimeout("feature x: no value within 1s"), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (NotReady("feature x is not ready"), grpc.StatusCode.UNAVAILABLE),
+    ],
+)
+async def test_engine_errors_map_through_the_error_table(
+    api: Api, monkeypatch: pytest.MonkeyPatch, error: Exception, code: grpc.StatusCode
+) -> None:
+    async def failing(*args: object, **kwargs: object) -> None:
+        raise error
 
-    monkeypatch.setattr(api.engine.state, "read", down)
-    await expect_status(
-        api,
-        api.stub.Get(api_pb2.GetRequest(selector="counter", keys={"user": "u"})),
-        grpc.StatusCode.UNAVAILABLE,
+    monkeypatch.setattr(api.engine, "get", failing)
+    details = await expect_status(
+        api, api.stub.Get(api_pb2.GetRequest(selector="counter", keys={"user": "u"})), code
     )
+    assert details == str(error)
 
 
 async def test_an_unexpected_error_is_internal_and_logged(

@@ -397,3 +397,32 @@ async def test_get_middlewares_wrap_the_core(clock: FakeClock) -> None:
     await engine.set("f", {"id": "a"}, 1)
     assert (await engine.get("f", {"id": "a"})).value == 2
     assert seen == ["default.f"]
+
+
+async def test_get_many_reads_every_cell_with_per_cell_errors(clock: FakeClock) -> None:
+    code = "def handler(row, ctx) -> int:\n    return int(ctx.keys['id']) * 10\n"
+    engine = make_engine(
+        clock,
+        feature("p", kind="push", keep=(1, 60)),
+        feature("w", aggr=("sum", "count")),
+        feature("c", code=code),
+        feature("two", kind="push", keys=("id", "region")),
+    )
+    await engine.set("p", {"id": "1"}, 5)
+    await engine.set("p", {"id": "1"}, 6)
+    await engine.update("w", {"id": "1"}, 3)
+    await engine.update("w", {"id": "1"}, 4)
+    rows = await engine.get_many(
+        ["p", "p@-1", "w+sum", "w+count", "c", "two"],
+        [{"id": "1", "region": "eu"}, {"id": "2"}],
+    )
+    first = [cell.value for cell in rows[0] if isinstance(cell, FeatureValue)]
+    assert first == [6, 5, 7, 2, 10, None]
+    second = rows[1]
+    assert [getattr(cell, "value", "err") for cell in second[:5]] == [None, None, 0, 0, 20]
+    assert isinstance(second[5], MissingKeyError)
+    with pytest.raises(NotFound):
+        await engine.get_many(["nope"], [{"id": "1"}])
+    with pytest.raises(SelectorError):
+        await engine.get_many(["w"], [{"id": "1"}])
+    await engine.aclose()

@@ -7,6 +7,7 @@ import dataclasses
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -62,7 +63,7 @@ def ctx(keys: dict[str, str] | None = None, **kw: Any) -> Context:
 
 def returning(expr: str, primitive: Primitive = Primitive.INT, **kw: Any) -> Program:
     hint = {Primitive.INT: "int", Primitive.STRING: "str", Primitive.INT_LIST: "list[int]"}
-    return load(f"def h(row, ctx) -> {hint[primitive]}:\n    return {expr}\n", primitive, **kw)
+    return load(f"def h(r, c) -> {hint[primitive]}:\n    return {expr}\n", primitive, **kw)
 
 
 # -- loading: shape ---------------------------------------------------------------------------
@@ -72,7 +73,11 @@ def test_program_loads_with_free_parameter_names_and_keeps_its_source() -> None:
     code = "def handler(data, c) -> int:\n    return data['x']\n"
     program = load(code)
     assert program.param_names == ("data", "c")
-    assert (program.fqn, program.namespace, program.primitive) == ("default.f", "default", Primitive.INT)
+    assert (program.fqn, program.namespace, program.primitive) == (
+        "default.f",
+        "default",
+        Primitive.INT,
+    )
     assert program.source == code
     assert program.run({"x": 3}, ctx()).value == 3
 
@@ -97,11 +102,11 @@ def test_empty_code_is_rejected() -> None:
 @pytest.mark.parametrize(
     ("code", "needle"),
     [
-        ("x = 1\n", "defines no function"),
+        ("x = 1\n", "at the top level, not Assign"),
         ("import math\n", "defines no function"),
         ("def a(r, c) -> int:\n    return 1\ndef b(r, c) -> int:\n    return 2\n", "2 top-level"),
-        ("X = 1\ndef h(r, c) -> int:\n    return X\n", "Assign statement (line 1)"),
-        ("class A: pass\ndef h(r, c) -> int:\n    return 1\n", "ClassDef statement"),
+        ("X = 1\ndef h(r, c) -> int:\n    return X\n", "not Assign"),
+        ("class A: pass\ndef h(r, c) -> int:\n    return 1\n", "not ClassDef"),
         ("async def h(r, c) -> int:\n    return 1\n", "not async def"),
         ("@staticmethod\ndef h(r, c) -> int:\n    return 1\n", "may not be decorated"),
         ("def h(r) -> int:\n    return 1\n", "exactly two positional parameters"),
@@ -136,8 +141,8 @@ def test_a_nested_generator_is_fine() -> None:
     [
         ("def h(r, c) -> int:\n    return h(r, c)\n", "h calls itself (line 2)"),
         (
-            "def h(r, c) -> int:\n    def fact(n):\n        return 1 if n < 2 else n * fact(n - 1)\n"
-            "    return fact(3)\n",
+            "def h(r, c) -> int:\n    def fact(n):\n"
+            "        return 1 if n < 2 else n * fact(n - 1)\n    return fact(3)\n",
             "fact calls itself (line 3)",
         ),
         (
@@ -160,11 +165,11 @@ def test_calling_a_nested_helper_is_not_recursion() -> None:
 
 # -- loading: policy lint ---------------------------------------------------------------------
 
-REQUIRED_BLOCKED = (
-    "os sys subprocess socket shutil pathlib io importlib ctypes multiprocessing threading "
-    "asyncio pickle requests urllib http pandas numpy sklearn scipy torch tensorflow xgboost "
-    "lightgbm"
-).split()
+REQUIRED_BLOCKED = [
+    *("os", "sys", "subprocess", "socket", "shutil", "pathlib", "io", "importlib", "ctypes"),
+    *("multiprocessing", "threading", "asyncio", "pickle", "requests", "urllib", "http"),
+    *("pandas", "numpy", "sklearn", "scipy", "torch", "tensorflow", "xgboost", "lightgbm"),
+]
 
 
 @pytest.mark.parametrize("module", REQUIRED_BLOCKED)
@@ -185,7 +190,9 @@ def test_allowed_imports_lift_the_block_by_top_level_package() -> None:
 
 
 def test_relative_imports_are_rejected() -> None:
-    assert "relative imports" in rejected("def h(r, c) -> int:\n    from . import x\n    return 1\n")
+    assert "relative imports" in rejected(
+        "def h(r, c) -> int:\n    from . import x\n    return 1\n"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(BLOCKED_BUILTINS))
@@ -374,9 +381,11 @@ def test_non_literal_dependencies_set_the_dynamic_flag(call: str) -> None:
 
 
 def test_malformed_literal_selector_is_a_program_error_with_line() -> None:
-    message = rejected("def h(row, ctx) -> int:\n    v = ctx.get_feature('a+sum@-1')\n    return 1\n")
-    assert "c" in message and "(line 2)" in message
-    assert "ctx.get_feature()" in message
+    message = rejected(
+        "def h(row, ctx) -> int:\n    v = ctx.get_feature('a+sum@-1')\n    return 1\n"
+    )
+    assert "ctx.get_feature(): selector 'a+sum@-1' combines +sum with @-1" in message
+    assert "(line 2)" in message
 
 
 def test_a_program_without_dependencies_has_none() -> None:
@@ -422,7 +431,8 @@ def test_value_keys_and_timestamp_normalized_to_utc() -> None:
         program = load("def h(r, c) -> int:\n    return 1, {'k': 'a'}, r['ts']\n")
         result = program.run({"ts": stamp}, ctx())
         assert result.timestamp == datetime(2024, 1, 1, 12, tzinfo=UTC)
-        assert result.timestamp is not None and result.timestamp.tzinfo is UTC
+        assert result.timestamp is not None
+        assert result.timestamp.tzinfo is UTC
         assert result.keys == {"k": "a"}
 
 
@@ -438,7 +448,9 @@ def test_bare_key_for_a_single_key_feature(expr: str, key: str) -> None:
 
 @pytest.mark.parametrize("keys", [(), ("a", "b")])
 def test_bare_key_needs_exactly_one_feature_key(keys: tuple[str, ...]) -> None:
-    with pytest.raises(ProgramRuntimeError, match="a bare key 'b' needs a feature with exactly one"):
+    with pytest.raises(
+        ProgramRuntimeError, match="a bare key 'b' needs a feature with exactly one"
+    ):
         returning("(1, 'b')", keys=keys).run({}, ctx())
 
 
@@ -474,7 +486,7 @@ def test_ambiguous_timestamp_first_order_is_rejected(expr: str) -> None:
     ],
 )
 def test_malformed_return_forms_are_runtime_errors(expr: str, needle: str) -> None:
-    with pytest.raises(ProgramRuntimeError, match="feature default.f: program returned") as info:
+    with pytest.raises(ProgramRuntimeError, match=r"feature default\.f: program returned") as info:
         returning(expr).run({}, ctx())
     assert needle in str(info.value)
 
@@ -519,14 +531,14 @@ def test_raptor_errors_raised_through_ctx_propagate_unchanged() -> None:
 
 
 def test_context_delegates_with_its_own_keys_by_default() -> None:
-    calls: list[tuple[str, Any]] = []
+    calls: list[tuple[str, str, Any]] = []
 
     def feature(selector: str, keys: Any) -> tuple[Any, datetime | None]:
-        calls.append(("f", selector, keys))  # type: ignore[arg-type]
+        calls.append(("f", selector, keys))
         return 5, T0
 
     def prediction(selector: str, keys: Any) -> tuple[Any, datetime | None]:
-        calls.append(("p", selector, keys))  # type: ignore[arg-type]
+        calls.append(("p", selector, keys))
         return 0.5, None
 
     c = ctx({"k": "v"}, get_feature=feature, get_prediction=prediction)
@@ -557,7 +569,7 @@ SPIN = "def h(row, ctx) -> int:\n    while True:\n        pass\n"
 
 
 @pytest.fixture
-def executor() -> Any:
+def executor() -> Iterator[ProgramExecutor]:
     ex = ProgramExecutor(max_workers=1, grace=0.5)
     yield ex
     ex.close()
@@ -580,7 +592,7 @@ async def test_hard_limit_interrupts_a_runaway_program_and_the_pool_keeps_workin
     with pytest.raises(ProgramRuntimeError) as info:
         await executor.run(load(SPIN), {}, ctx(), hard_limit=0.2)
     assert str(info.value) == "feature default.f: program exceeded its hard time limit of 0.2s"
-    assert time.monotonic() - started < 0.45
+    assert time.monotonic() - started < 2.0  # SPIN never ends by itself
     for n in range(3):  # the single worker thread survived and serves again
         assert (await executor.run(returning(str(n)), {}, ctx(), hard_limit=5)).value == n
 
@@ -604,11 +616,11 @@ async def test_a_program_swallowing_the_interrupt_still_fails(executor: ProgramE
 
 async def test_a_program_blocked_in_c_is_given_up_after_the_grace() -> None:
     executor = ProgramExecutor(max_workers=2, grace=0.2)
-    code = "def h(row, ctx) -> int:\n    import time\n    time.sleep(0.8)\n    return 1\n"
+    code = "def h(row, ctx) -> int:\n    import time\n    time.sleep(2.5)\n    return 1\n"
     started = time.monotonic()
     with pytest.raises(ProgramRuntimeError, match="did not stop when interrupted"):
         await executor.run(load(code), {}, ctx(), hard_limit=0.1)
-    assert time.monotonic() - started < 0.6
+    assert time.monotonic() - started < 2.0  # did not wait for the sleep to end
     assert (await executor.run(returning("2"), {}, ctx(), hard_limit=5)).value == 2
     executor.close()
 
@@ -616,7 +628,13 @@ async def test_a_program_blocked_in_c_is_given_up_after_the_grace() -> None:
 async def test_cancelling_the_caller_does_not_stop_the_computation(
     executor: ProgramExecutor,
 ) -> None:
-    code = "def h(row, ctx) -> int:\n    import time\n    time.sleep(0.2)\n    row['done'].append(1)\n    return 1\n"
+    code = """\
+    def h(row, ctx) -> int:
+        import time
+        time.sleep(0.2)
+        row['done'].append(1)
+        return 1
+    """
     row: dict[str, Any] = {"done": []}
     task = asyncio.ensure_future(executor.run(load(code), row, ctx(), hard_limit=5))
     await asyncio.sleep(0.05)
@@ -646,20 +664,28 @@ async def test_hard_limit_still_applies_after_the_caller_is_cancelled(
     started = time.monotonic()
     result = await executor.run(returning("5"), {}, ctx(), hard_limit=5)  # queued behind SPIN
     assert result.value == 5
-    assert time.monotonic() - started < 0.45
+    assert time.monotonic() - started < 2.0  # SPIN never ends by itself
 
 
 async def test_run_many_runs_a_batch_in_one_hop_in_order(executor: ProgramExecutor) -> None:
     ids = _thread_program()
     bad = load("def h(r, c) -> int:\n    return r['missing']\n")
-    calls = [(ids, {}, ctx()), (bad, {}, ctx()), (load(SPIN), {}, ctx()), (ids, {}, ctx())]
+    calls: list[tuple[Program, dict[str, Any], Context]] = [
+        (ids, {}, ctx()),
+        (bad, {}, ctx()),
+        (load(SPIN), {}, ctx()),
+        (ids, {}, ctx()),
+    ]
     outcomes = await executor.run_many(calls, hard_limit=0.2)
     assert len(outcomes) == 4
     first, second, third, fourth = outcomes
-    assert isinstance(first, ProgramResult) and isinstance(fourth, ProgramResult)
+    assert isinstance(first, ProgramResult)
+    assert isinstance(fourth, ProgramResult)
     assert first.value == fourth.value != threading.get_ident()
-    assert isinstance(second, ProgramRuntimeError) and "KeyError" in str(second)
-    assert isinstance(third, ProgramRuntimeError) and "hard time limit" in str(third)
+    assert isinstance(second, ProgramRuntimeError)
+    assert "KeyError" in str(second)
+    assert isinstance(third, ProgramRuntimeError)
+    assert "hard time limit" in str(third)
     assert await executor.run_many([], hard_limit=1) == []
 
 

@@ -173,7 +173,7 @@ class Program:
             return self._unpack(out)
         return ProgramResult(self._value(out, out))
 
-    # -- slow paths ---------------------------------------------------------------------------
+    # -- checking what the program returned ------------------------------------------------
 
     def _raised(self, exc: BaseException) -> ProgramRuntimeError:
         line = None
@@ -206,7 +206,7 @@ class Program:
         n = len(out)
         if n == 3:
             value, keys, ts = out
-            if isinstance(keys, datetime) and isinstance(ts, str | Mapping):
+            if isinstance(keys, datetime) and (type(ts) in _KEYS_TYPES or isinstance(ts, Mapping)):
                 keys, ts = ts, keys  # upstream (value, timestamp, keys): unambiguous by type
         elif n == 2:
             value, keys, ts = out[0], out[1], None
@@ -216,16 +216,17 @@ class Program:
                 "a tuple is a return form (value, keys) or (value, keys, timestamp); "
                 "return a list for a list value",
             )
-        return ProgramResult(
-            self._value(value, out),
-            None if keys is None else self._keys(keys, out),
-            None if ts is None else self._ts(ts, out),
-        )
+        if keys is not None:  # the common forms inline: this is the ingestion hot path
+            names = self.keys
+            keys = (
+                {names[0]: keys} if type(keys) is str and len(names) == 1 else self._keys(keys, out)
+            )
+        if ts is not None and (type(ts) is not datetime or ts.tzinfo is not UTC):
+            ts = self._ts(ts, out)
+        return ProgramResult(self._value(value, out), keys, ts)
 
     def _keys(self, keys: object, out: object) -> dict[str, str]:
-        if type(keys) is str and len(self.keys) == 1:
-            return {self.keys[0]: keys}
-        if isinstance(keys, Mapping):
+        if type(keys) is dict or isinstance(keys, Mapping):
             result: dict[str, str] = {}
             for k, v in keys.items():
                 if type(v) is str and type(k) is str:
@@ -261,6 +262,9 @@ class Program:
         return ts if ts.tzinfo is UTC else ts.astimezone(UTC)
 
 
+_KEYS_TYPES = (str, dict)
+
+
 def _is_key_value(v: object) -> bool:
     return isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
 
@@ -276,6 +280,7 @@ class _Interrupt(BaseException):
 
 
 Outcome = ProgramResult | RaptorError
+_CLOSED_BEFORE = "the program executor closed before the program ran"
 Call = tuple[Program, Mapping[str, Any], Context]
 
 
@@ -396,7 +401,7 @@ class ProgramExecutor:
 
     def _dropped(self, f: Future[None], job: _Job) -> None:
         if f.cancelled():  # queued when the executor closed
-            error = ProgramRuntimeError("the program executor closed before the program ran")
+            error = ProgramRuntimeError(_CLOSED_BEFORE)
             self._deliver(job, [error] * len(job.calls))
 
     def _deliver(self, job: _Job, outcomes: list[Outcome]) -> None:
@@ -430,6 +435,8 @@ class ProgramExecutor:
         try:
             try:
                 with lock:
+                    if self._closed:  # the watchdog may be gone: run nothing new
+                        raise ProgramRuntimeError(_CLOSED_BEFORE)
                     slot.thread_id = threading.get_ident()
                     slot.program = program
                     slot.interrupted = False

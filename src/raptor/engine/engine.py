@@ -53,7 +53,7 @@ from raptor.errors import (
     SelectorError,
     ValueTypeError,
 )
-from raptor.state import StateStore, ValueWrite, WindowAdd, WriteOp
+from raptor.state import StateStore, ValueRead, ValueWrite, WindowAdd, WindowRead, WriteOp
 
 __all__ = ["Computer", "Engine", "EngineSettings", "Update"]
 
@@ -195,25 +195,89 @@ class Engine:
         entities: Sequence[Mapping[str, str]],
         namespace: str = "default",
     ) -> list[list[FeatureValue | RaptorError]]:
-        """Read every selector for every entity; a per-cell error is returned, not raised
-        (an unknown selector raises for the whole batch since no cell can succeed)."""
-        sels = [s if isinstance(s, Selector) else parse_selector(s, namespace) for s in selectors]
-        for s in sels:
-            self._lookup(s)
+        """Read every selector for every entity; a per-cell error is returned, not raised.
 
-        async def cell(sel: Selector, keys: Mapping[str, str]) -> FeatureValue | RaptorError:
+        An unknown selector, or one that does not fit its feature, raises for the whole batch
+        (no cell could succeed). Stored values of every cell are fetched in ONE
+        ``state.read_batch`` call; only computed features that need computing take the
+        one-by-one path. With get middlewares installed every cell goes through them.
+        """
+        resolved: list[tuple[Selector, FeatureRuntime | ModelRuntime]] = []
+        for s in selectors:
+            sel = s if isinstance(s, Selector) else parse_selector(s, namespace)
+            target = self._lookup(sel)
+            if isinstance(target, FeatureRuntime):
+                problem = check_dependency(sel, target.defn)
+                if problem:
+                    raise SelectorError(problem)
+            resolved.append((sel, target))
+        if not self._direct:
+            out: list[list[FeatureValue | RaptorError]] = []
+            for keys in entities:
+                row: list[FeatureValue | RaptorError] = []
+                for sel, _ in resolved:
+                    try:
+                        row.append(await self.get(sel, keys))
+                    except RaptorError as exc:
+                        row.append(exc)
+                out.append(row)
+            return out
+
+        now = self.clock.now_micros()
+        grid: list[list[FeatureValue | RaptorError | None]] = [
+            [None] * len(resolved) for _ in entities
+        ]
+        reads: list[ValueRead | WindowRead] = []
+        batched: list[tuple[int, int, FeatureRuntime, Mapping[str, str]]] = []
+        slow: list[tuple[int, int]] = []
+        for r, keys in enumerate(entities):
+            for c, (sel, target) in enumerate(resolved):
+                if isinstance(target, ModelRuntime):
+                    slow.append((r, c))
+                    continue
+                defn = target.defn
+                try:
+                    entity = encode_entity(defn.keys, keys, target.fqn)
+                except RaptorError as exc:
+                    grid[r][c] = exc
+                    continue
+                if defn.aggr:
+                    assert defn.window is not None
+                    reads.append(WindowRead(target.fqn, entity, defn.window))
+                else:
+                    reads.append(ValueRead(target.fqn, entity, sel.version))
+                batched.append((r, c, target, keys))
+        results = await self.state.read_batch(reads, now) if reads else []
+        when = from_micros(now)
+        for (r, c, rt, keys), res in zip(batched, results, strict=True):
+            sel = resolved[c][0]
+            defn = rt.defn
+            if defn.aggr:
+                assert isinstance(res, tuple)
+                fn = AggrFn.parse(sel.aggr) if sel.aggr else defn.aggr[0]
+                grid[r][c] = FeatureValue(rt.fqn, sel.text, keys, result(res, fn), when, True)
+                continue
+            assert isinstance(res, list)
+            item = res[sel.version]
+            fresh = item is not None and now - item.timestamp <= defn.freshness
+            if item is not None and (fresh or sel.version):
+                grid[r][c] = FeatureValue(
+                    rt.fqn, sel.text, keys, item.value, from_micros(item.timestamp), fresh
+                )
+            elif rt.computed:
+                slow.append((r, c))
+            elif item is not None and is_usable(item.timestamp, now, defn.staleness):
+                grid[r][c] = FeatureValue(
+                    rt.fqn, sel.text, keys, item.value, from_micros(item.timestamp), False
+                )
+            else:
+                grid[r][c] = FeatureValue(rt.fqn, sel.text, keys, None, None, False)
+        for r, c in slow:
             try:
-                return await self.get(sel, keys)
+                grid[r][c] = await self.get(resolved[c][0], entities[r])
             except RaptorError as exc:
-                return exc
-
-        out: list[list[FeatureValue | RaptorError]] = []
-        for keys in entities:
-            row: list[FeatureValue | RaptorError] = []
-            for sel in sels:
-                row.append(await cell(sel, keys))
-            out.append(row)
-        return out
+                grid[r][c] = exc
+        return [[cell for cell in row if cell is not None] for row in grid]
 
     async def _get_core(self, req: GetRequest) -> FeatureValue:
         return await self._read(req.selector, req.feature, req.keys, req.entity, req.now)

@@ -1,4 +1,4 @@
-"""Feature programs: loading, policy lint, annotation check, dependencies, running (SPEC 4.1).
+"""Feature programs: loading, policy lint, annotation check, dependencies (SPEC 4.1).
 
 A Feature's ``spec.builder.code`` holds one function ``def handler(row, ctx) -> T`` (the
 parameter names are free; upstream samples use ``data``). :func:`compile_program` turns it into a
@@ -28,7 +28,10 @@ namespace, de-duplicated, in order of appearance). A call with a non-literal sel
 ``get_feature``/``get_prediction`` reached any other way, sets
 :attr:`Program.dynamic_dependencies` (cycle checks cannot see through it).
 
-Running, return forms and the executor: :mod:`raptor.engine.context`.
+Running, return forms and the executor live in :mod:`raptor.engine.context` (re-exported here):
+a program returns ``value``, ``(value, keys)`` or ``(value, keys, timestamp)``; upstream's
+``(value, timestamp, keys)`` order is accepted only when it is unambiguous by type (2nd item a
+``datetime``, 3rd a ``str`` or dict).
 """
 
 from __future__ import annotations
@@ -127,12 +130,7 @@ _LIST_NAMES = frozenset({"list", "List", "typing.List"})
 _OPTIONAL_NAMES = frozenset({"Optional", "typing.Optional"})
 _UNION_NAMES = frozenset({"Union", "typing.Union"})
 _EXPECTED = {p: name for name, p in _SCALAR_ANNOTATIONS.items() if "." not in name}
-_FAST_TYPES = {
-    Primitive.STRING: str,
-    Primitive.INT: int,
-    Primitive.FLOAT: float,
-    Primitive.BOOL: bool,
-}
+_FAST = {Primitive.STRING: str, Primitive.INT: int, Primitive.FLOAT: float, Primitive.BOOL: bool}
 
 
 def _expected_annotation(primitive: Primitive) -> str:
@@ -213,7 +211,7 @@ def compile_program(
         keys=tuple(keys),
         _func=namespace_dict[func.name],
         _filename=filename,
-        _fast_type=_FAST_TYPES.get(primitive),
+        _fast_type=_FAST.get(primitive),
     )
 
 
@@ -232,8 +230,8 @@ def _the_function(tree: ast.Module, fqn: str, primitive: Primitive) -> ast.Funct
         else:
             raise _fail(
                 fqn,
-                "only one function, imports and docstrings may appear at the top level; "
-                f"found a {type(node).__name__} statement (define helpers inside the handler)",
+                "only one function, imports and docstrings may appear at the top level, "
+                f"not {type(node).__name__} (define helpers inside the function)",
                 node.lineno,
             )
     if not funcs:
@@ -358,9 +356,7 @@ def _recursion(tree: ast.Module) -> list[tuple[str, int]]:
     if cycle is None:
         return []
     line = first_call[(cycle[-1], cycle[0])]
-    if len(cycle) == 1:
-        return [(f"recursion is not allowed: {cycle[0]} calls itself", line)]
-    path = " -> ".join([*cycle, cycle[0]])
+    path = f"{cycle[0]} calls itself" if len(cycle) == 1 else " -> ".join([*cycle, cycle[0]])
     return [(f"recursion is not allowed: {path}", line)]
 
 

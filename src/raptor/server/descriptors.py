@@ -98,7 +98,11 @@ def describe_all(catalog: Catalog, statuses: Mapping[str, AssetStatus]) -> list[
     """Every Feature and Model: deployed ones from the catalog, failed ones from their status;
     sorted by FQN."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for rt in (*catalog.features.values(), *catalog.models.values()):
+    runtimes: list[FeatureRuntime | ModelRuntime] = [
+        *catalog.features.values(),
+        *catalog.models.values(),
+    ]
+    for rt in runtimes:
         d = describe(rt, statuses)
         out[(rt.fqn, d["resource"])] = d
     for status in statuses.values():

@@ -78,9 +78,7 @@ def parse_request(body: Any, namespace: str = "default") -> FeastRequest:
     if not isinstance(full, bool):
         raise InvalidArgument("'full_feature_names' must be a boolean")
     selectors = tuple(_selector(r, i, namespace) for i, r in enumerate(refs))
-    names = tuple(
-        str(s) if full else str(s)[len(s.namespace) + 1 :] for s in selectors
-    )
+    names = tuple(str(s) if full else str(s)[len(s.namespace) + 1 :] for s in selectors)
     raw = body.get("entities")
     if not isinstance(raw, dict) or not raw:
         raise InvalidArgument("'entities' must be an object of key name to array of values")

@@ -5,8 +5,8 @@
 * ``core.v1alpha1.EngineService`` — wire-compatible with upstream Raptor's proto
   (``proto/core/v1alpha1``): ``FeatureDescriptor``, ``Get``, ``Set``, ``Append``, ``Incr``,
   ``Update``, plus Raptor's ``BatchGet``;
-* ``grpc.health.v1.Health`` — ``SERVING`` while ``engine.state.ping()`` answers within
-  ``health_timeout``, else ``NOT_SERVING`` (checked on each ``Check``; ``Watch`` polls);
+* ``grpc.health.v1.Health`` — ``SERVING`` while ``engine.state.ping()`` answers within 2 s,
+  else ``NOT_SERVING`` (checked on each ``Check``/``List``; ``Watch`` polls every 5 s);
 * server reflection (``grpc.reflection.v1alpha``) listing the three services.
 
 This module only translates (messages ⇄ engine calls, errors → status codes); the semantics
@@ -44,7 +44,7 @@ from grpc_reflection.v1alpha import reflection
 
 from raptor.api.names import parse_selector
 from raptor.api.proto.core.v1alpha1 import api_pb2, api_pb2_grpc, types_pb2
-from raptor.engine.catalog import AssetStatus, Catalog, FeatureRuntime, ModelRuntime
+from raptor.engine.catalog import AssetStatus, Catalog, ModelRuntime
 from raptor.engine.engine import Engine
 from raptor.errors import InvalidArgument, RaptorError, StateUnavailable
 from raptor.server.errors import grpc_status_for
@@ -107,15 +107,15 @@ class EngineServicer:
             await context.abort(code, message)
             raise  # not reached: abort() raises
 
-    def _descriptor(self, rt: FeatureRuntime | ModelRuntime) -> types_pb2.FeatureDescriptor:
-        """The descriptor of a deployed feature, built once per catalog."""
+    def _descriptor(self, fqn: str) -> types_pb2.FeatureDescriptor:
+        """The descriptor of a deployed feature or model, built once per catalog."""
         catalog = self._engine.catalog
         if catalog is not self._catalog:
             self._descriptors = {}
             self._catalog = catalog
-        desc = self._descriptors.get(rt.fqn)
+        desc = self._descriptors.get(fqn)
         if desc is None:
-            desc = self._descriptors[rt.fqn] = descriptor_to_proto(rt)
+            desc = self._descriptors[fqn] = descriptor_to_proto(self._engine.descriptor(fqn))
         return desc
 
     # -- reads -----------------------------------------------------------------------------
@@ -124,13 +124,12 @@ class EngineServicer:
         return await self._call("Get", context, self._get(request))
 
     async def _get(self, request: api_pb2.GetRequest) -> api_pb2.GetResponse:
-        sel = parse_selector(request.selector)
-        rt = self._engine.descriptor(sel)
-        fv = await self._engine.get(sel, dict(request.keys))
+        # A string selector takes the engine's memoized path (parse + lookup + checks).
+        fv = await self._engine.get(request.selector, dict(request.keys))
         return api_pb2.GetResponse(
             uuid=_new_uuid(request.uuid),
             value=feature_value_to_proto(fv),
-            feature_descriptor=self._descriptor(rt),
+            feature_descriptor=self._descriptor(fv.fqn),
         )
 
     async def FeatureDescriptor(

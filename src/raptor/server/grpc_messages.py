@@ -32,7 +32,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from raptor.api.primitives import Primitive
 from raptor.api.proto.core.v1alpha1 import types_pb2
-from raptor.api.timeutil import SECOND, to_micros
+from raptor.api.timeutil import EPOCH, SECOND
 from raptor.api.windows import AggrFn
 from raptor.engine.catalog import AssetStatus, FeatureRuntime, ModelRuntime
 from raptor.engine.pipeline import FeatureValue
@@ -79,10 +79,8 @@ _MICROS_PER_SECOND = SECOND
 
 def timestamp_to_proto(dt: datetime) -> Timestamp:
     """An aware (or naive = UTC) datetime as a ``google.protobuf.Timestamp``."""
-    micros = to_micros(dt)
-    return Timestamp(
-        seconds=micros // _MICROS_PER_SECOND, nanos=(micros % _MICROS_PER_SECOND) * 1000
-    )
+    d = (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)) - EPOCH
+    return Timestamp(seconds=d.days * 86400 + d.seconds, nanos=d.microseconds * 1000)
 
 
 def timestamp_from_proto(ts: Timestamp, field: str = "timestamp") -> datetime:
@@ -164,12 +162,13 @@ def value_from_proto(msg: types_pb2.Value, field: str = "value") -> Any:
 def feature_value_to_proto(fv: FeatureValue) -> types_pb2.FeatureValue:
     """An engine read as a ``FeatureValue``: ``fqn`` is the normalized selector, ``fresh``
     is always set, ``value``/``timestamp`` are unset when there is no value."""
-    msg = types_pb2.FeatureValue(fqn=fv.selector, keys=fv.keys, fresh=fv.fresh)
-    if fv.value is not None:
-        msg.value.CopyFrom(value_to_proto(fv.value))
-    if fv.timestamp is not None:
-        msg.timestamp.CopyFrom(timestamp_to_proto(fv.timestamp))
-    return msg
+    return types_pb2.FeatureValue(
+        fqn=fv.selector,
+        keys=fv.keys,
+        value=value_to_proto(fv.value),
+        timestamp=None if fv.timestamp is None else timestamp_to_proto(fv.timestamp),
+        fresh=fv.fresh,
+    )
 
 
 # -- descriptors -------------------------------------------------------------------------

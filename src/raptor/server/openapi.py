@@ -283,7 +283,10 @@ def _write(op: str, summary: str) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": _ref("WriteRequest")}},
         },
-        "responses": {"200": _json(_ref("WriteResult"), "What the write did."), **_errors(*_WRITE_ERRORS)},
+        "responses": {
+            "200": _json(_ref("WriteResult"), "What the write did."),
+            **_errors(*_WRITE_ERRORS),
+        },
     }
 
 
@@ -358,7 +361,12 @@ def openapi_document() -> dict[str, Any]:
                 "operationId": "pushRows",
                 "summary": "Push rows into a DataSource of kind push; answers after the writes.",
                 "parameters": [
-                    {"name": "namespace", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "namespace",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
                     {
                         "name": "name",
                         "in": "path",

@@ -46,7 +46,6 @@ from raptor.server.errors import (
     DataSourceKindError,
     MethodNotAllowed,
     error_document,
-    status_for,
 )
 from raptor.server.metrics import CONTENT_TYPE, ERROR, HIT, MISS, PROGRAM_ERROR, STALE, Metrics
 from raptor.server.openapi import openapi_document
@@ -97,7 +96,7 @@ class _Api:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def route(self, template: str, handler: Handler) -> Callable[[Scope, Receive], Awaitable[Reply]]:
+    def route(self, template: str, handler: Handler) -> Handler:
         """Wrap ``handler``: errors become JSON replies, latency is recorded per method."""
         metrics = self.metrics
 
@@ -157,16 +156,20 @@ class _Api:
             self.count_error(selector, exc)
             raise
         self.count(fv)
-        return 200, dumps(
-            {
-                "fqn": fv.fqn,
-                "selector": fv.selector,
-                "keys": fv.keys,
-                "value": fv.value,
-                "timestamp": fv.timestamp,
-                "fresh": fv.fresh,
-            }
-        ), [_JSON]
+        return (
+            200,
+            dumps(
+                {
+                    "fqn": fv.fqn,
+                    "selector": fv.selector,
+                    "keys": fv.keys,
+                    "value": fv.value,
+                    "timestamp": fv.timestamp,
+                    "fresh": fv.fresh,
+                }
+            ),
+            [_JSON],
+        )
 
     async def batch_get(self, scope: Scope, receive: Receive) -> Reply:
         body = await self.json_body(scope, receive)
@@ -182,20 +185,27 @@ class _Api:
         sels = list(dict.fromkeys(parse_selector(s) for s in raw))
         rows = await self.engine.get_many(sels, entities)
         names = [str(s) for s in sels]
+        counts = [self.metrics.feature(s.fqn) for s in sels] if self.metrics is not None else None
         results = []
         for keys, row in zip(entities, rows, strict=True):
             values: dict[str, Any] = {}
-            for name, cell in zip(names, row, strict=True):
-                if isinstance(cell, FeatureValue):
-                    self.count(cell)
-                    values[name] = {
-                        "value": cell.value,
+            for j, cell in enumerate(row):
+                if type(cell) is FeatureValue:
+                    value = cell.value
+                    if counts is not None:
+                        counts[j][MISS if value is None else HIT if cell.fresh else STALE] += 1
+                    values[names[j]] = {
+                        "value": value,
                         "timestamp": cell.timestamp,
                         "fresh": cell.fresh,
                     }
                 else:
-                    self.count_error(name, cell)
-                    values[name] = error_document(cell)[1]
+                    assert isinstance(cell, RaptorError)
+                    if counts is not None:
+                        counts[j][ERROR] += 1
+                        if isinstance(cell, ProgramRuntimeError):
+                            counts[j][PROGRAM_ERROR] += 1
+                    values[names[j]] = error_document(cell)[1]
             results.append({"keys": keys, "values": values})
         return 200, dumps({"selectors": names, "results": results}), [_JSON]
 
@@ -226,15 +236,19 @@ class _Api:
             "update": self.engine.update,
         }[op]
         res = await write(selector, keys, body["value"], body.get("timestamp"))
-        return 200, dumps(
-            {
-                "fqn": res.fqn,
-                "keys": res.keys,
-                "value": res.value,
-                "timestamp": res.timestamp,
-                "applied": res.applied,
-            }
-        ), [_JSON]
+        return (
+            200,
+            dumps(
+                {
+                    "fqn": res.fqn,
+                    "keys": res.keys,
+                    "value": res.value,
+                    "timestamp": res.timestamp,
+                    "applied": res.applied,
+                }
+            ),
+            [_JSON],
+        )
 
     async def feast_get(self, scope: Scope, receive: Receive) -> Reply:
         req = feast.parse_request(await self.json_body(scope, receive))
@@ -359,16 +373,18 @@ class RestApp:
     def __init__(self, api: _Api, router: Starlette) -> None:
         self.api = api
         self.router = router
-        self._get = api.route(FEATURES + "{selector}", api.feature_op)
+        self._get = api.route(FEATURES + "{selector}", api.get_feature)
         self._batch = api.route(BATCH_GET, api.batch_get)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
             method = scope["method"]
-            if method == "GET" and path.startswith(FEATURES) and "/" not in path[len(FEATURES) :]:
-                await _send_reply(send, await self._get(scope, receive))
-                return
+            if method == "GET" and path.startswith(FEATURES):
+                tail = path[len(FEATURES) :]
+                if "/" not in tail and ":" not in tail:  # a plain Get; ``:op`` goes to Starlette
+                    await _send_reply(send, await self._get(scope, receive))
+                    return
             if method == "POST" and path == BATCH_GET:
                 await _send_reply(send, await self._batch(scope, receive))
                 return

@@ -96,9 +96,7 @@ def require_json_type(media_type: str) -> None:
     """Refuse a body that is declared as something other than JSON (415)."""
     if media_type in JSON_TYPES or media_type.endswith("+json"):
         return
-    raise UnsupportedMediaType(
-        f"unsupported content type {media_type!r}: send application/json"
-    )
+    raise UnsupportedMediaType(f"unsupported content type {media_type!r}: send application/json")
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
@@ -111,9 +109,7 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
-async def read_body(
-    receive: Receive, headers: list[tuple[bytes, bytes]], limit: int
-) -> bytes:
+async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int) -> bytes:
     """Read the whole request body, refusing it (413) as soon as it is known to exceed
     ``limit`` bytes. A client that disconnects mid-body raises ``ConnectionError``."""
     declared = _content_length(headers)
@@ -141,19 +137,29 @@ async def read_body(
 
 def query_keys(query_string: bytes) -> dict[str, str]:
     """Entity keys from a query string: ``keys.K=V`` and plain ``K=V`` (``keys.K`` wins when
-    both are given; a repeated key keeps its last value)."""
+    both are given; a repeated key keeps its last value). Percent-escapes are UTF-8."""
     if not query_string:
         return {}
-    plain: dict[str, str] = {}
-    dotted: dict[str, str] = {}
-    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+    text = query_string.decode("utf-8", "replace")
+    pairs: list[tuple[str, str]]
+    if "%" in text or "+" in text:
+        pairs = parse_qsl(text, keep_blank_values=True)
+    else:  # the common case, without escapes: no need for parse_qsl's generality
+        pairs = []
+        for part in text.split("&"):
+            if part:
+                name, _, value = part.partition("=")
+                pairs.append((name, value))
+    keys: dict[str, str] = {}
+    dotted: list[tuple[str, str]] = []
+    for name, value in pairs:
         if name.startswith("keys."):
-            dotted[name[5:]] = value
+            dotted.append((name[5:], value))
         else:
-            plain[name] = value
-    if dotted:
-        plain.update(dotted)
-    return plain
+            keys[name] = value
+    for name, value in dotted:
+        keys[name] = value
+    return keys
 
 
 def entity_keys(obj: Any, where: str) -> dict[str, str]:

@@ -13,8 +13,9 @@ bit-identical. ``struct`` (bundled with Redis' Lua) packs and unpacks these byte
 
 Formats (big-endian):
 
-* **Value entry** (a field ``"0"``, ``"1"``... of the values hash): ``>dd`` timestamp, expiry
-  (epoch µs; expiry 0 = never) followed by the value encoded with msgpack (msgspec). APPEND
+* **Value entry** (a field ``"0"``, ``"1"``... of the values hash): ``>dd`` timestamp and the
+  last instant it is alive (epoch µs; ``2**63`` = never, ``-2**63`` = a version that had expired
+  when it was shifted, absent for good) followed by the value as msgpack (msgspec). APPEND
   rewrites a msgpack array header in Lua; INCR decodes/encodes msgpack numbers in Lua.
 * **Event** (window adds, 17 bytes): ``>d`` bucket (or event time for future events), then a
   number: ``B`` tag 0 + ``>iI`` (hi, lo) for an int, tag 1 + ``>d`` for a float.
@@ -132,9 +133,15 @@ local function nadd(a1, b1, a2, b2)
   return tof(a1, b1) + tof(a2, b2), -1
 end
 
+-- a < b exactly, as Python compares int/float (an int equal to a float as doubles is split)
 local function nless(a1, b1, a2, b2)
-  if b1 >= 0 and b2 >= 0 then return a1 < a2 or (a1 == a2 and b1 < b2) end
-  return tof(a1, b1) < tof(a2, b2)
+  if b1 < 0 or b2 < 0 then
+    local x, y = tof(a1, b1), tof(a2, b2)
+    if x ~= y or (b1 < 0 and b2 < 0) then return x < y end
+    if b1 < 0 then a1 = math.floor(x / TWO32); b1 = x - a1 * TWO32 end
+    if b2 < 0 then a2 = math.floor(y / TWO32); b2 = y - a2 * TWO32 end
+  end
+  return a1 < a2 or (a1 == a2 and b1 < b2)
 end
 
 local function fdiv(t, g)
@@ -316,52 +323,62 @@ local function append(s, elem)
   return arrhead(n + 1) .. body .. elem
 end
 
+local NEVER, GONE = 9223372036854775808, -9223372036854775808
 local cur = redis.call('HGET', key, '0')
 local live = false
 if cur then
   local cts, cexp = struct.unpack('>dd', cur)
-  if ts < cts then return false end
-  live = cexp == 0 or cexp > now
+  live = now <= cexp
+  if live and ts < cts then return false end
 end
 
 local body = blob
 if op == 'a' then
   if live then
     body = append(string.sub(cur, 17), blob)
-    if not body then return redis.error_reply('RAPTOR append to a stored value that is not a list') end
+    if not body then return redis.error_reply('RAPTOR append to a value that is not a list') end
   else
     body = arrhead(1) .. blob
   end
 elseif op == 'i' and live then
   local a1, b1 = mpnum(string.sub(cur, 17))
   local a2, b2 = mpnum(blob)
-  if not a1 or not a2 then return redis.error_reply('RAPTOR incr of a value that is not a number') end
+  if not a1 or not a2 then return redis.error_reply('RAPTOR incr of a non-number') end
   body = mpenc(nadd(a1, b1, a2, b2))
   if not body then return redis.error_reply('RAPTOR incr overflows a 64-bit int') end
 end
 
-local exp = 0
+local exp = NEVER
 if stale > 0 then exp = ts + stale end
-local never, maxexp = exp == 0, exp
+local maxexp = exp
 local args = {'0', struct.pack('>dd', ts, exp) .. body}
 local keep = 1
 local hlen = redis.call('HLEN', key)
-if nver > 0 and cur then
+if nver > 0 and hlen > 0 then
   local k = math.min(hlen, nver)
   local fields = {}
   for i = 1, k do fields[i] = tostring(i - 1) end
   local olds = redis.call('HMGET', key, unpack(fields))
+  local shifted, last = {}, 0
   for i = 1, k do
     local e = olds[i]
     if not e then break end
-    local ets = struct.unpack('>d', e)
-    local eexp = 0
-    if vttl > 0 then eexp = now + i * vttl else never = true end
-    if eexp > maxexp then maxexp = eexp end
-    args[#args + 1] = tostring(i)
-    args[#args + 1] = struct.pack('>dd', ets, eexp) .. string.sub(e, 17)
-    keep = i + 1
+    local ets, eexp = struct.unpack('>dd', e)
+    if now > eexp then
+      shifted[i] = struct.pack('>dd', 0, GONE)
+    else
+      local nexp = NEVER
+      if vttl > 0 then nexp = now + i * vttl end
+      if nexp > maxexp then maxexp = nexp end
+      shifted[i] = struct.pack('>dd', ets, nexp) .. string.sub(e, 17)
+      last = i
+    end
   end
+  for i = 1, last do
+    args[#args + 1] = tostring(i)
+    args[#args + 1] = shifted[i]
+  end
+  keep = last + 1
 end
 if hlen > keep then
   local dead = {}
@@ -369,10 +386,11 @@ if hlen > keep then
   chunked('HDEL', key, dead)
 end
 redis.call('HSET', key, unpack(args))
-if never then redis.call('PERSIST', key)
+if maxexp >= NEVER then redis.call('PERSIST', key)
 else
   local ms = math.ceil((maxexp - now) / 1000)
   if ms < floor then ms = floor end
+  if ms < 1 then ms = 1 end
   redis.call('PEXPIRE', key, ms)
 end
 if op == 's' then return 1 end

@@ -2,20 +2,13 @@
 
 :func:`open_state` is the one entry point (``raptor up --state``, ``RAPTOR_STATE``, settings):
 
-=====================================================  ===========================================
-URL                                                    store
-=====================================================  ===========================================
-``None``, ``""``, ``memory://``                        :class:`~raptor.state.memory.MemoryStateStore`
-``redis://[user:pass@]host[:port][/db]``               Redis, one server (port 6379, db 0)
-``rediss://…``                                         the same over TLS
-``unix:///path/redis.sock[?db=N]``                     one server over a Unix socket
-``redis+sentinel://[user:pass@]h[:p][,h[:p]…]/svc[/db]``  the master of Sentinel service ``svc``
-                                                       (sentinel port 26379); ``rediss+sentinel``
-                                                       for TLS
-``redis+cluster://[user:pass@]h[:p][,h[:p]…]``         Redis Cluster from these seed nodes;
-                                                       also ``redis://h:p[,h:p…]?cluster=true``;
-                                                       ``rediss+cluster`` for TLS
-=====================================================  ===========================================
+* ``None``, ``""``, ``memory://`` → :class:`~raptor.state.memory.MemoryStateStore`.
+* ``redis://[user:pass@]host[:port][/db]`` → one Redis server (port 6379, db 0);
+  ``rediss://…`` the same over TLS; ``unix:///path/redis.sock[?db=N]`` over a Unix socket.
+* ``redis+sentinel://[user:pass@]host[:port][,host[:port]…]/service[/db]`` → the master of
+  Sentinel service ``service`` (Sentinel port 26379); ``rediss+sentinel://`` for TLS.
+* ``redis+cluster://[user:pass@]host[:port][,host[:port]…]`` → Redis Cluster from these seed
+  nodes; also ``redis://host:port[,…]?cluster=true``; ``rediss+cluster://`` for TLS.
 
 Credentials in the URL are percent-decoded and apply to the Redis servers; Sentinels take theirs
 from ``?sentinel_username=&sentinel_password=``. Other query parameters: ``cluster``, ``db``,
@@ -152,7 +145,8 @@ def parse_redis_url(url: str) -> RedisTarget:
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     unknown = sorted(set(query) - _OPTIONS)
     if unknown:
-        raise _bad(url, f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(_OPTIONS))}")
+        known = ", ".join(sorted(_OPTIONS))
+        raise _bad(url, f"unknown option(s) {', '.join(unknown)}; known: {known}")
     netloc = parts.netloc
     username = password = None
     if "@" in netloc:
@@ -183,7 +177,9 @@ def parse_redis_url(url: str) -> RedisTarget:
             raise _bad(url, "missing host")
         nodes = _hosts(url, netloc, 26379 if kind == "sentinel" else 6379)
         if kind == "standalone" and len(nodes) > 1:
-            raise _bad(url, "several hosts need redis+sentinel://, redis+cluster:// or ?cluster=true")
+            raise _bad(
+                url, "several hosts need redis+sentinel://, redis+cluster:// or ?cluster=true"
+            )
         if kind == "sentinel":
             if not segments:
                 raise _bad(url, "missing Sentinel service name: redis+sentinel://host:port/SERVICE")

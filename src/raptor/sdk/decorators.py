@@ -1,0 +1,739 @@
+"""The SDK decorators (SPEC 6), with upstream Raptor's parameters and defaults.
+
+``@feature`` and ``@model`` go on top; the option decorators (``@aggregation``, ``@freshness``,
+``@keep_previous``, ``@runtime``, ``@namespace``, ``@labels``) go below them, record an option
+on the function and return it unchanged. ``@feature``/``@model`` then check the whole
+definition **at decoration time** — a bad definition raises :class:`DefinitionError` naming the
+file and line — compile the program exactly as production will, and record it in the current
+registry (:func:`raptor.sdk.registry.current_registry`).
+
+Checks made here (besides everything the manifest and the engine's program loader check):
+a missing ``@freshness``; ``@aggregation`` on a non-numeric or list type (``count`` excepted);
+a selector read with ``ctx.get_feature`` that is malformed, not defined yet, has no such
+``+fn`` or ``@-N``, or closes a dependency cycle; names the function reads from its module
+(production runs the function alone); keys missing from the data source's fields; a trainer
+that does not take exactly one ``TrainingContext``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from importlib import metadata as importlib_metadata
+from types import FunctionType
+from typing import Any, TypeVar
+
+from raptor.api.assets import DataSourceDef, FeatureDef, KeepPrevious, ModelDef
+from raptor.api.manifests import resolve, to_manifest
+from raptor.api.names import Selector, fqn_of, normalize_name, parse_selector
+from raptor.api.windows import AggrFn, WindowSpec
+from raptor.engine.catalog import check_dependency
+from raptor.engine.programs import Program, compile_program, find_cycle
+from raptor.errors import ManifestError, SelectorError
+from raptor.sdk.artifacts import normalize_framework
+from raptor.sdk.data_sources import DataSource, json_schema, typed_dict_fields
+from raptor.sdk.features import Feature
+from raptor.sdk.models import Model
+from raptor.sdk.registry import Registry, current_registry
+from raptor.sdk.source import FunctionSource, free_names, function_source, location
+from raptor.sdk.types import (
+    AggregationFunction,
+    DefinitionError,
+    PushConfig,
+    RestConfig,
+    StreamingConfig,
+    aggr_fn,
+    duration,
+    primitive_of,
+)
+
+__all__ = [
+    "aggregation",
+    "data_source",
+    "feature",
+    "freshness",
+    "keep_previous",
+    "labels",
+    "model",
+    "namespace",
+    "runtime",
+]
+
+F = TypeVar("F")
+Duration = str | timedelta | float
+DESCRIPTION = "a8r.io/description"
+_K8S_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+@dataclass
+class _Options:
+    """What the option decorators recorded on a function or class."""
+
+    aggregation: tuple[tuple[AggrFn, ...], int, int] | None = None
+    freshness: tuple[int, int | None, int] | None = None
+    keep_previous: KeepPrevious | None = None
+    runtime: tuple[tuple[str, ...], str | None] | None = None
+    namespace: str | None = None
+    labels: dict[str, str] | None = None
+
+
+_ATTR = "__raptor_options__"
+
+
+def _options(target: Any) -> _Options:
+    opts = getattr(target, _ATTR, None)
+    if isinstance(opts, _Options):
+        return opts
+    return _Options()
+
+
+def _fail(where: str, what: str, message: str) -> DefinitionError:
+    return DefinitionError(f"{where}: {what}: {message}")
+
+
+def _option(option: str, value: Any, target: F) -> F:
+    if isinstance(target, Feature | Model):
+        raise _fail(
+            location(target),
+            target.name,
+            f"@{option} is above @{'feature' if isinstance(target, Feature) else 'model'}; "
+            f"put @feature/@model on top and @{option} below it",
+        )
+    opts = _options(target)
+    if getattr(opts, option) is not None:
+        raise _fail(location(target), _name_of(target), f"@{option} is given twice")
+    setattr(opts, option, value)
+    try:
+        setattr(target, _ATTR, opts)
+    except (AttributeError, TypeError):
+        raise _fail(
+            location(target), _name_of(target), f"@{option} needs a function or a class"
+        ) from None
+    return target
+
+
+def _name_of(target: Any) -> str:
+    return str(getattr(target, "__name__", target))
+
+
+# --- option decorators ------------------------------------------------------------------------
+
+
+def aggregation(
+    function: AggregationFunction | str | Sequence[AggregationFunction | str],
+    over: Duration,
+    granularity: Duration,
+) -> Callable[[F], F]:
+    """Make the feature a windowed aggregation of its values (SPEC 4.3): ``function`` (one or a
+    list; names in any case), the window length ``over`` and the bucket size ``granularity``."""
+    items = [function] if isinstance(function, str | AggregationFunction | AggrFn) else function
+    try:
+        fns = tuple(dict.fromkeys(aggr_fn(f) for f in items))
+        window = (duration(over, "over"), duration(granularity, "granularity"))
+    except ValueError as exc:
+        raise DefinitionError(f"@aggregation: {exc}") from None
+    if not fns:
+        raise DefinitionError("@aggregation: give at least one function")
+    if window[1] <= 0:
+        raise DefinitionError("@aggregation: granularity must be positive")
+    if window[0] < window[1]:
+        raise DefinitionError(
+            f"@aggregation: over ({over}) is shorter than granularity ({granularity})"
+        )
+    return lambda target: _option("aggregation", (fns, *window), target)
+
+
+def freshness(
+    max_age: Duration, max_stale: Duration | None = None, timeout: Duration | None = None
+) -> Callable[[F], F]:
+    """Values younger than ``max_age`` are fresh; older than ``max_stale`` (default
+    ``max_age``) never served; ``timeout`` bounds an on-request computation (0 = none)."""
+    try:
+        age = duration(max_age, "max_age")
+        stale = None if max_stale is None else duration(max_stale, "max_stale")
+        limit = 0 if timeout is None else duration(timeout, "timeout")
+    except ValueError as exc:
+        raise DefinitionError(f"@freshness: {exc}") from None
+    if stale is not None and stale < age:
+        raise DefinitionError(f"@freshness: max_stale ({max_stale}) is shorter than max_age")
+    return lambda target: _option("freshness", (age, stale, limit), target)
+
+
+def keep_previous(versions: int, over: Duration) -> Callable[[F], F]:
+    """Keep ``versions`` previous values (``name@-1`` ...), each usable ``i × over`` after the
+    write that shifted it."""
+    if not isinstance(versions, int) or isinstance(versions, bool) or versions < 1:
+        raise DefinitionError(f"@keep_previous: versions must be 1 or more, got {versions!r}")
+    try:
+        span = duration(over, "over")
+    except ValueError as exc:
+        raise DefinitionError(f"@keep_previous: {exc}") from None
+    if span <= 0:
+        raise DefinitionError("@keep_previous: over must be a positive duration")
+    return lambda target: _option("keep_previous", KeepPrevious(versions, span), target)
+
+
+def runtime(
+    packages: Sequence[str] | None = None, env_name: str | None = None
+) -> Callable[[F], F]:
+    """Run the program in the named runtime ``env_name`` whose image provides ``packages``;
+    the program may then import them."""
+    pkgs = tuple(packages or ())
+    return lambda target: _option("runtime", (pkgs, env_name), target)
+
+
+def namespace(name: str) -> Callable[[F], F]:
+    """Put the asset in Kubernetes namespace ``name`` (default ``default``)."""
+    if not isinstance(name, str) or not re.match(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$", name, re.I):
+        raise DefinitionError(f"@namespace: {name!r} is not a valid namespace")
+    return lambda target: _option("namespace", name, target)
+
+
+def labels(labels: Mapping[str, str]) -> Callable[[F], F]:
+    """Kubernetes labels for the asset's manifest (``metadata.labels``)."""
+    if not isinstance(labels, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise DefinitionError("@labels: expected a mapping of strings to strings")
+    return lambda target: _option("labels", dict(labels), target)
+
+
+# --- data sources -----------------------------------------------------------------------------
+
+
+def _k8s_name(python_name: str) -> str:
+    """``total_spend`` → ``total-spend``; ``BankTransaction`` → ``bank-transaction``."""
+    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", python_name)
+    return re.sub(r"[-_]+", "-", text).strip("-").lower()
+
+
+def _check_name(name: str, where: str, what: str) -> str:
+    k8s = name.replace("_", "-").lower()
+    if not _K8S_NAME.match(k8s):
+        raise _fail(
+            where,
+            what,
+            f"{name!r} is not a valid name; use letters, digits and single '-' or '_' "
+            "(or pass name=...)",
+        )
+    return k8s
+
+
+def data_source(
+    training_data: Any = None,
+    keys: str | Sequence[str] | None = None,
+    name: str | None = None,
+    timestamp: str | None = None,
+    production_config: StreamingConfig | RestConfig | PushConfig | None = None,
+) -> Callable[[type], type]:
+    """Declare a DataSource on a ``TypedDict`` class describing its rows.
+
+    ``training_data``: a DataFrame (or CSV/Parquet path, or callable) of historical rows;
+    ``keys``: the key fields; ``timestamp``: the event-time field (default ``timestamp`` if
+    the rows have one); ``production_config``: ``StreamingConfig(...)``, ``RestConfig(...)``
+    or ``PushConfig()`` (the default). Returns the class, with ``cls.raptor`` the record.
+    """
+
+    def decorate(cls: type) -> type:
+        where = location(cls)
+        label = _name_of(cls)
+        if not isinstance(cls, type) or not typing.is_typeddict(cls):
+            raise _fail(where, label, "@data_source decorates a TypedDict class of the row's fields")
+        opts = _options(cls)
+        if opts.aggregation or opts.freshness or opts.keep_previous or opts.runtime:
+            raise _fail(where, label, "a data source takes only @namespace and @labels")
+        registry = current_registry()
+        k8s = _check_name(name or _k8s_name(cls.__name__), where, label)
+        ns = opts.namespace or "default"
+        fields = typed_dict_fields(cls)
+        columns = _columns(training_data)
+        known = set(fields) | set(columns or ())
+        key_fields = _keys(keys)
+        ts = timestamp
+        if ts is None and "timestamp" in known:
+            ts = "timestamp"
+        for k in key_fields:
+            if known and k not in known:
+                raise _fail(where, label, f"key {k!r} is not a field of the rows ({_show(known)})")
+        if ts is not None and known and ts not in known:
+            raise _fail(where, label, f"timestamp {ts!r} is not a field of the rows ({_show(known)})")
+        if ts is None and training_data is not None:
+            raise _fail(
+                where, label, "timestamp= must name the event-time field to replay training data"
+            )
+        config = production_config if production_config is not None else PushConfig()
+        if not isinstance(config, StreamingConfig | RestConfig | PushConfig):
+            raise _fail(
+                where,
+                label,
+                "production_config must be StreamingConfig(...), RestConfig(...) or PushConfig()",
+            )
+        try:
+            entries = config.entries()
+        except ValueError as exc:
+            raise _fail(where, label, str(exc)) from None
+        definition = DataSourceDef(
+            fqn=fqn_of(ns, k8s),
+            namespace=normalize_name(ns),
+            name=k8s,
+            kind=config.data_source_kind,
+            config=entries,
+            key_fields=key_fields,
+            timestamp_field=ts,
+            schema=json_schema(cls),
+            labels=opts.labels or {},
+            annotations=_describe(cls.__doc__),
+        )
+        _round_trip(definition, where, label)
+        ds = DataSource(definition, cls, training_data, fields, where, registry)
+        registry.add_data_source(ds)
+        cls.raptor = ds  # type: ignore[attr-defined]
+        return cls
+
+    return decorate
+
+
+def _columns(data: Any) -> tuple[str, ...] | None:
+    cols = getattr(data, "columns", None)
+    return None if cols is None else tuple(str(c) for c in cols)
+
+
+def _show(names: set[str]) -> str:
+    return ", ".join(sorted(names))
+
+
+def _keys(keys: str | Sequence[str] | None) -> tuple[str, ...]:
+    if keys is None:
+        return ()
+    if isinstance(keys, str):
+        return (keys,)
+    return tuple(keys)
+
+
+def _describe(doc: str | None) -> dict[str, str]:
+    if not doc or not doc.strip():
+        return {}
+    import inspect
+
+    return {DESCRIPTION: inspect.cleandoc(doc)}
+
+
+def _round_trip(definition: DataSourceDef | FeatureDef | ModelDef, where: str, what: str) -> None:
+    """The definition must survive manifest → resolve unchanged (names, durations...)."""
+    try:
+        back = resolve(to_manifest(definition))
+    except ManifestError as exc:
+        raise _fail(where, what, exc.message + (f" ({exc.field})" if exc.field else "")) from None
+    if back != definition:  # pragma: no cover - a bug in to_manifest/resolve, not user error
+        raise _fail(where, what, "the definition does not survive a manifest round trip")
+
+
+def _data_source_of(ref: Any, registry: Registry, ns: str, where: str, what: str) -> DataSource:
+    ds = getattr(ref, "raptor", ref)
+    if isinstance(ds, DataSource):
+        return ds
+    if isinstance(ref, str):
+        found = registry.data_sources.get(fqn_of(ns, ref) if "." not in ref else ref)
+        if found is not None:
+            return found
+        raise _fail(where, what, f"data source {ref!r} is not defined")
+    raise _fail(where, what, "data_source= must be a @data_source class or its name")
+
+
+# --- features ---------------------------------------------------------------------------------
+
+
+_IMPORT_NAMES = {"scikit-learn": "sklearn", "pyyaml": "yaml", "python-dateutil": "dateutil"}
+
+
+def _import_names(packages: Sequence[str]) -> set[str]:
+    """Top-level module names provided by pip requirements (``scikit-learn>=1`` → sklearn)."""
+    out: set[str] = set()
+    try:
+        by_dist: dict[str, list[str]] = {}
+        for module, dists in importlib_metadata.packages_distributions().items():
+            for d in dists:
+                by_dist.setdefault(d.lower().replace("_", "-"), []).append(module)
+    except Exception:  # metadata of a broken install: fall back to the names as given
+        by_dist = {}
+    for req in packages:
+        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+        if m is None:
+            continue
+        dist = m.group(1).lower().replace("_", "-")
+        out.update(by_dist.get(dist, ()))
+        out.add(_IMPORT_NAMES.get(dist, dist.replace("-", "_")))
+    return out
+
+
+def _program_globals(program: Program) -> Mapping[str, Any]:
+    func = getattr(program, "_func", None)
+    return func.__globals__ if isinstance(func, FunctionType) else {}
+
+
+def _check_free_names(src: FunctionSource, func: Any, program: Program, what: str) -> None:
+    """Names the function reads from its module must exist, identically, in production."""
+    engine = _program_globals(program)
+    builtins = engine.get("__builtins__", {})
+    user: Mapping[str, Any] = getattr(func, "__globals__", {})
+    missing: list[str] = []
+    differ: list[str] = []
+    for n in free_names(src.tree):
+        if n in engine:
+            if n in user and user[n] is not engine[n]:
+                differ.append(n)
+        elif not (isinstance(builtins, Mapping) and n in builtins):
+            missing.append(n)
+    if missing:
+        raise _fail(
+            src.where,
+            what,
+            f"the program reads {', '.join(missing)} from outside the function; in production "
+            "it runs alone, so define or import them inside the function",
+        )
+    if differ:
+        hint = ""
+        if "datetime" in differ:
+            hint = " (in programs `datetime` is the module: use datetime.datetime, or import it inside)"
+        raise _fail(
+            src.where,
+            what,
+            f"{', '.join(differ)} means something else in production than in this module{hint}",
+        )
+
+
+def feature(
+    keys: str | Sequence[str] | None = None,
+    name: str | None = None,
+    data_source: Any = None,
+    sourceless_markers_df: Any = None,
+) -> Callable[[Callable[..., Any]], Feature]:
+    """Declare a Feature whose program is the decorated ``def f(row, ctx) -> T``.
+
+    ``keys``: the entity keys (default: the data source's keys); ``data_source``: the
+    ``@data_source`` class (or its name) whose rows feed it — without one the feature is
+    sourceless (computed on request, e.g. from other features via ``ctx.get_feature``);
+    ``sourceless_markers_df``: for sourceless features, the ``timestamp`` + keys rows to
+    replay it at. Returns a callable :class:`~raptor.sdk.features.Feature`.
+    """
+
+    def decorate(func: Callable[..., Any]) -> Feature:
+        what = f"feature {_name_of(func)}"
+        if isinstance(func, Feature | Model):
+            raise _fail(location(func), what, "@feature is applied twice")
+        if not callable(func) or isinstance(func, type):
+            raise _fail(location(func), what, "@feature decorates a function def f(row, ctx)")
+        src = _source(func, what)
+        where = src.where
+        opts = _options(func)
+        registry = current_registry()
+        ns = opts.namespace or "default"
+        k8s = _check_name(name or src.name, where, what)
+        fqn = fqn_of(ns, k8s)
+        if fqn in registry.models:
+            raise _fail(where, what, f"a model is already named {fqn}; a model is served as a feature")
+        ds = None if data_source is None else _data_source_of(data_source, registry, ns, where, what)
+        if ds is not None and sourceless_markers_df is not None:
+            raise _fail(where, what, "sourceless_markers_df is for features without a data source")
+        key_names = _keys(keys) if keys is not None else (ds.keys if ds is not None else None)
+        if key_names is None:
+            raise _fail(where, what, "keys= is required (the entity keys, e.g. keys='customer_id')")
+        if ds is not None:
+            known = set(ds.fields) | set(ds.columns() or ())
+            for k in key_names:
+                if known and k not in known:
+                    raise _fail(
+                        where,
+                        what,
+                        f"key {k!r} is not a field of data source {ds.fqn} ({_show(known)}); "
+                        "production reads the keys from the row",
+                    )
+        if len(src.params) != 2 or src.tree.args.vararg or src.tree.args.kwonlyargs:
+            raise _fail(where, what, "the function must take exactly two parameters (row, ctx)")
+        primitive = primitive_of(src.tree.returns)
+        if primitive is None:
+            shown = ast.unparse(src.tree.returns) if src.tree.returns is not None else "nothing"
+            raise _fail(
+                where,
+                what,
+                f"the return annotation is {shown}; annotate it -> int, float, str, bool, "
+                "datetime or list[...] (it is the feature's primitive)",
+            )
+        fresh, stale, timeout, aggr, window = _timing(opts, primitive, where, what)
+        packages, env = opts.runtime or ((), None)
+        try:
+            program = compile_program(
+                src.code,
+                fqn=fqn,
+                namespace=normalize_name(ns),
+                primitive=primitive,
+                keys=key_names,
+                allowed_imports=_import_names(packages),
+            )
+        except ManifestError as exc:
+            raise _fail(where, what, exc.message.removeprefix(f"feature {fqn}: ")) from None
+        _check_free_names(src, func, program, what)
+        _check_dependencies(program, ds, registry, fqn, where, what)
+        definition = FeatureDef(
+            fqn=fqn,
+            namespace=program.namespace,
+            name=k8s,
+            primitive=primitive,
+            freshness=fresh,
+            staleness=stale,
+            timeout=timeout,
+            keys=tuple(key_names),
+            code=src.code,
+            keep_previous=opts.keep_previous,
+            data_source=None if ds is None else ds.definition.fqn,
+            aggr=aggr,
+            window=window,
+            runtime=env,
+            packages=packages,
+            labels=opts.labels or {},
+            annotations=_describe(src.docstring),
+        )
+        _round_trip(definition, where, what)
+        handle = Feature(func, definition, program, src, ds, sourceless_markers_df, registry)
+        previous = registry.features.get(fqn)
+        registry.add_feature(handle)
+        cycle = find_cycle(registry.graph())
+        if cycle is not None:
+            if previous is None:
+                del registry.features[fqn]
+            else:
+                registry.features[fqn] = previous
+            raise _fail(where, what, "dependency cycle: " + " -> ".join([*cycle, cycle[0]]))
+        return handle
+
+    return decorate
+
+
+def _source(func: Callable[..., Any], what: str) -> FunctionSource:
+    try:
+        return function_source(func)
+    except OSError:
+        raise _fail(
+            location(func),
+            what,
+            "cannot read the function's source (defined in a plain interpreter or by exec?); "
+            "Raptor exports the source as the production program",
+        ) from None
+    except (SyntaxError, ValueError) as exc:
+        raise _fail(location(func), what, str(exc)) from None
+
+
+def _timing(
+    opts: _Options, primitive: Any, where: str, what: str
+) -> tuple[int, int, int, tuple[AggrFn, ...], WindowSpec | None]:
+    """``(freshness, staleness, timeout, aggr, window)`` from the options."""
+    if opts.aggregation is not None:
+        fns, over, granularity = opts.aggregation
+        if opts.keep_previous is not None:
+            raise _fail(where, what, "@keep_previous cannot be combined with @aggregation")
+        if primitive.is_list:
+            raise _fail(where, what, f"@aggregation needs a scalar type, not {primitive.value}")
+        for fn in fns:
+            if fn is not AggrFn.COUNT and not primitive.numeric:
+                raise _fail(
+                    where,
+                    what,
+                    f"@aggregation {fn.value} needs an int or float return type, not "
+                    f"{primitive.value} (count works for any)",
+                )
+        timeout = 0
+        if opts.freshness is not None:
+            age, stale, timeout = opts.freshness
+            if age != granularity or (stale is not None and stale != over):
+                raise _fail(
+                    where,
+                    what,
+                    "@freshness conflicts with @aggregation: an aggregation's freshness is its "
+                    "granularity and its staleness the window (drop @freshness)",
+                )
+        return granularity, over, timeout, fns, WindowSpec(granularity, over)
+    if opts.freshness is None:
+        raise _fail(
+            where,
+            what,
+            "@freshness(max_age=..., max_stale=...) is missing (or use @aggregation)",
+        )
+    age, stale, timeout = opts.freshness
+    return age, stale if stale is not None else age, timeout, (), None
+
+
+def _check_dependencies(
+    program: Program, ds: DataSource | None, registry: Registry, fqn: str, where: str, what: str
+) -> None:
+    deps = program.dependencies
+    if ds is not None and (deps or program.dynamic_dependencies):
+        raise _fail(
+            where,
+            what,
+            "a feature fed by a data source cannot read other features (production ingestion "
+            "has no ctx.get_feature); read them in a sourceless feature instead",
+        )
+    for dep in deps:
+        if dep.fqn == fqn:
+            raise _fail(where, what, f"the program reads itself ({dep}): a dependency cycle")
+        target = registry.lookup(dep)
+        if target is None:
+            raise _fail(
+                where, what, f"ctx.get_feature({str(dep)!r}): {dep.fqn} is not defined (yet)"
+            )
+        problem = check_dependency(dep, target.definition)
+        if problem:
+            raise _fail(where, what, f"ctx.get_feature: {problem}")
+
+
+# --- models -----------------------------------------------------------------------------------
+
+
+def _selectors(
+    items: Sequence[Any], ns: str, registry: Registry, where: str, what: str, field: str
+) -> list[tuple[str, Selector]]:
+    out: list[tuple[str, Selector]] = []
+    for item in items:
+        if isinstance(item, Feature):
+            if len(item.definition.aggr) > 1:
+                choices = ", ".join(f"'{item.name}+{f.value}'" for f in item.definition.aggr)
+                raise _fail(
+                    where, what, f"{field}: {item.fqn} has several aggregations; name one ({choices})"
+                )
+            text = item.name.replace("-", "_") if item.namespace == ns else str(item.fqn)
+        elif isinstance(item, str):
+            text = item
+        else:
+            raise _fail(where, what, f"{field}: expected selectors or features, got {item!r}")
+        try:
+            sel = parse_selector(text, default_namespace=ns)
+        except SelectorError as exc:
+            raise _fail(where, what, f"{field}: {exc}") from None
+        target = registry.features.get(sel.fqn)
+        if target is None:
+            raise _fail(where, what, f"{field}: {text!r} names no defined feature")
+        problem = check_dependency(sel, target.definition)
+        if problem:
+            raise _fail(where, what, f"{field}: {problem}")
+        out.append((text, sel))
+    return out
+
+
+def _check_trainer(src: FunctionSource, where: str, what: str) -> None:
+    a = src.tree.args
+    params = [*a.posonlyargs, *a.args]
+    if len(params) != 1 or a.vararg or a.kwonlyargs or a.kwarg:
+        raise _fail(
+            where,
+            what,
+            f"the trainer must take exactly one parameter (ctx: TrainingContext); it takes "
+            f"({ast.unparse(a)})",
+        )
+    note = params[0].annotation
+    if note is not None:
+        text = ast.unparse(note).strip("'\"")
+        if text.split(".")[-1] != "TrainingContext":
+            raise _fail(
+                where, what, f"the trainer's parameter is annotated {text}, not TrainingContext"
+            )
+
+
+def model(
+    keys: str | Sequence[str] | None = None,
+    input_features: Sequence[Any] | Any = (),
+    input_labels: Sequence[Any] | Any = (),
+    model_framework: str = "sklearn",
+    model_server: str | None = None,
+    key_feature: Any = None,
+) -> Callable[[Callable[..., Any]], Model]:
+    """Declare a Model trained by the decorated ``def train(ctx: TrainingContext)``.
+
+    ``input_features``: selectors (``'spend+sum'``) or features, in feature-vector order;
+    ``input_labels``: the labels' selectors; ``key_feature``: whose events are the training
+    rows (default the first feature); ``model_framework``: sklearn, xgboost, lightgbm or onnx;
+    ``model_server``: ``builtin`` (default when omitted), ``kserve``, ``mlserver``...
+    """
+
+    def decorate(func: Callable[..., Any]) -> Model:
+        what = f"model {_name_of(func)}"
+        if isinstance(func, Feature | Model):
+            raise _fail(location(func), what, "@model is applied to a feature or model")
+        src = _source(func, what)
+        where = src.where
+        _check_trainer(src, where, what)
+        opts = _options(func)
+        if opts.aggregation or opts.keep_previous:
+            raise _fail(where, what, "a model takes no @aggregation or @keep_previous")
+        if opts.freshness is None:
+            raise _fail(where, what, "@freshness(max_age=...) is missing (how long a prediction is fresh)")
+        registry = current_registry()
+        ns = opts.namespace or "default"
+        k8s = _check_name(src.name, where, what)
+        fqn = fqn_of(ns, k8s)
+        if fqn in registry.features:
+            raise _fail(where, what, f"a feature is already named {fqn}; a model is served as a feature")
+        feats = _selectors(_seq(input_features), ns, registry, where, what, "input_features")
+        if not feats:
+            raise _fail(where, what, "input_features is empty; a model needs at least one feature")
+        labs = _selectors(_seq(input_labels), ns, registry, where, what, "input_labels")
+        if key_feature is None:
+            key = feats[0]
+        else:
+            key = _selectors([key_feature], ns, registry, where, what, "key_feature")[0]
+        try:
+            framework = normalize_framework(model_framework)
+        except ValueError as exc:
+            raise _fail(where, what, str(exc)) from None
+        needed: list[str] = []
+        for _, sel in [*feats, *labs, key]:
+            for k in registry.features[sel.fqn].keys:
+                if k not in needed:
+                    needed.append(k)
+        model_keys = _keys(keys) if keys is not None else tuple(needed)
+        missing = [k for k in needed if k not in model_keys]
+        if missing:
+            raise _fail(where, what, f"keys= lacks {', '.join(missing)}, which its features need")
+        age, stale, timeout = opts.freshness
+        definition = ModelDef(
+            fqn=fqn,
+            namespace=normalize_name(ns),
+            name=k8s,
+            freshness=age,
+            staleness=stale if stale is not None else age,
+            timeout=timeout,
+            features=tuple(s for _, s in feats),
+            key_feature=key[1],
+            labels_features=tuple(s for _, s in labs),
+            keys=model_keys,
+            model_framework=framework,
+            model_server=model_server,
+            training_code=src.code,
+            labels=opts.labels or {},
+            annotations=_describe(src.docstring),
+        )
+        _round_trip(definition, where, what)
+        handle = Model(
+            func,
+            definition,
+            src,
+            [t for t, _ in feats],
+            [t for t, _ in labs],
+            key[0],
+            registry,
+        )
+        registry.add_model(handle)
+        return handle
+
+    return decorate
+
+
+def _seq(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str | Feature):
+        return [value]
+    return list(value)

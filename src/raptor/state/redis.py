@@ -1,0 +1,495 @@
+"""The Redis :class:`~raptor.state.StateStore`: production state, shared by stateless replicas.
+
+The only module of Raptor that imports ``redis`` (redis-py's asyncio client, with hiredis).
+It behaves exactly like :class:`~raptor.state.memory.MemoryStateStore` (same conformance suite);
+``docs/state-redis.md`` documents the key layout with examples.
+
+Design:
+
+* **Keys** contain the feature FQN and a hash tag scoped to ``(feature, entity)``:
+  ``raptor:{<fqn>|<entity>}:v`` (values), ``…:w:<g>:<over>`` (window buckets) and
+  ``…:wf:<g>:<over>`` (future-dated events). Every script touches only keys of one
+  ``(feature, entity)``, so one hash slot: Cluster-safe, and a Cluster spreads each feature.
+* **Atomicity**: each write and each window add is one Lua script (EVALSHA, falling back to
+  EVAL once on NOSCRIPT, which also caches it). The formats shared with Lua are in
+  :mod:`raptor.state.redis_scripts`. Ints stay exact (split into 32-bit halves in Lua).
+* **Reads** of values are plain ``HMGET``; expiry is checked against the ``now`` passed, so a
+  read never returns a value expired at ``now`` even if Redis has not dropped it yet. Window
+  reads run one script that folds due future events and merges the cover (computed here by
+  :meth:`WindowSpec.cover`, the single definition) inside Redis: one round trip.
+* **Batches** (:meth:`read_batch`, :meth:`apply`) are one non-transactional pipeline: one round
+  trip per node. Each item is atomic; a batch is not (Redis Cluster cannot be).
+* **TTLs** are Redis' garbage collection, not the semantics: a key expires
+  ``expiry - now`` after the write by Redis' wall clock (relative, so clock skew between hosts
+  and injected clocks cannot drop live data early), never sooner than ``ttl_floor``.
+* **Failures**: every Redis error or timeout becomes :class:`~raptor.errors.StateUnavailable`
+  within ``timeout`` (no client-side retries; one deadline over the whole call). Broken pooled
+  connections are replaced on the next call, so the store recovers by itself when Redis returns.
+  A value a Lua script refuses (INCR of a non-number, int overflow) raises
+  :class:`~raptor.errors.ValueTypeError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import msgspec
+import redis.asyncio as aredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from raptor.api.timeutil import format_duration
+from raptor.api.windows import DEFAULT_GRACE, Partial, WindowSpec
+from raptor.errors import StateUnavailable, ValueTypeError
+from raptor.state import (
+    Stamped,
+    ValueRead,
+    ValueWrite,
+    WindowAdd,
+    WindowRead,
+    WriteOp,
+    WritePolicy,
+)
+from raptor.state.redis_scripts import (
+    READ_WINDOW,
+    WINDOW_ADD,
+    WRITE,
+    decode_partial,
+    encode_events,
+)
+from raptor.state.urls import RedisTarget, parse_redis_url
+
+__all__ = ["DEFAULT_TIMEOUT", "RedisStateStore"]
+
+DEFAULT_TIMEOUT = 2.0
+"""Seconds a state call may take before it fails with StateUnavailable (SPEC 8.1)."""
+
+_Cmd = tuple[Any, ...]
+_ENTRY = struct.Struct(">dd")
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder()
+_OPS = {WriteOp.SET: b"s", WriteOp.APPEND: b"a", WriteOp.INCR: b"i"}
+_SCRIPTS = {s.sha: s for s in (WRITE, WINDOW_ADD, READ_WINDOW)}
+
+
+class _Transport(Protocol):
+    async def execute(self, cmds: Sequence[_Cmd]) -> list[Any]:
+        """Send commands in one round trip per node; error replies come back as exceptions."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class _PoolTransport:
+    """One server (or a Sentinel-managed master): a pipeline on one pooled connection."""
+
+    def __init__(self, client: aredis.Redis, closers: Sequence[aredis.Redis] = ()) -> None:
+        self._client = client
+        self._pool = client.connection_pool
+        self._closers = tuple(closers)
+
+    async def execute(self, cmds: Sequence[_Cmd]) -> list[Any]:
+        pool = self._pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
+            out: list[Any] = []
+            for _ in cmds:
+                try:
+                    out.append(await conn.read_response())
+                except ResponseError as exc:
+                    out.append(exc)
+            return out
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(conn)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+        for c in self._closers:
+            await c.aclose()
+
+
+class _ClusterTransport:
+    """Redis Cluster: redis-py groups a pipeline by node and sends to the nodes concurrently."""
+
+    def __init__(self, client: RedisCluster) -> None:
+        self._client = client
+
+    async def execute(self, cmds: Sequence[_Cmd]) -> list[Any]:
+        pipe = self._client.pipeline()
+        for cmd in cmds:
+            pipe.execute_command(*cmd)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _encode(value: Any) -> bytes:
+    """msgpack bytes of a value; naive datetimes are taken as UTC (SPEC 8)."""
+    if type(value) is datetime and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    elif type(value) is list and value and type(value[0]) is datetime:
+        value = [v.replace(tzinfo=UTC) if v.tzinfo is None else v for v in value]
+    try:
+        return _ENCODER.encode(value)
+    except (OverflowError, TypeError) as exc:
+        raise ValueTypeError(f"cannot store {type(value).__name__} value: {exc}") from None
+
+
+class _Window:
+    """Per-WindowSpec constants: key suffixes and the script's fixed arguments."""
+
+    __slots__ = ("args", "covers", "pending", "values")
+
+    def __init__(self, w: WindowSpec, floor_ms: int) -> None:
+        ident = f"{format_duration(w.granularity)}:{format_duration(w.over)}"
+        if w.grace != DEFAULT_GRACE:
+            ident += f":{format_duration(w.grace)}"
+        self.values = f":w:{ident}"
+        self.pending = f":wf:{ident}"
+        self.args = (w.granularity, w.over + w.grace, w.levels, floor_ms)
+        self.covers: dict[int, tuple[bytes, ...]] = {}
+
+
+class RedisStateStore:
+    """State in Redis (standalone, Sentinel or Cluster). Build it with :meth:`from_url`."""
+
+    def __init__(
+        self,
+        transport: _Transport,
+        *,
+        where: str = "redis",
+        prefix: str = "raptor",
+        timeout: float = DEFAULT_TIMEOUT,
+        ttl_floor: float = 1.0,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self._transport = transport
+        self._where = where
+        self._prefix = prefix
+        self._timeout = timeout
+        self._floor_ms = max(0, round(ttl_floor * 1000))
+        self._windows: dict[WindowSpec, _Window] = {}
+        self._fields: list[bytes] = []
+        self._closed = False
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        db: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        prefix: str | None = None,
+        ttl_floor: float = 1.0,
+        max_connections: int | None = None,
+    ) -> RedisStateStore:
+        """Connect lazily to the Redis that ``url`` names (see :mod:`raptor.state.urls`).
+
+        Keyword arguments override what the URL says. ``timeout`` bounds every call (connect
+        included); ``ttl_floor`` is the shortest TTL given to a key (seconds); ``prefix``
+        starts every key (default ``raptor``). Raises ``ValueError`` for a malformed URL.
+        """
+        t = parse_redis_url(url)
+        if db is not None and t.kind == "cluster" and db:
+            raise ValueError("Redis Cluster only has db 0")
+        common: dict[str, Any] = {
+            "username": username if username is not None else t.username,
+            "password": password if password is not None else t.password,
+            "socket_timeout": None,
+            "socket_connect_timeout": timeout,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        if t.tls:
+            common["ssl"] = True
+            common.update(t.ssl)
+        conn_max = max_connections or t.max_connections
+        transport = _connect(t, common, db if db is not None else t.db, conn_max, timeout)
+        return cls(
+            transport,
+            where=t.describe(),
+            prefix=prefix or t.prefix,
+            timeout=timeout,
+            ttl_floor=ttl_floor,
+        )
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def value_key(self, fqn: str, entity: str) -> str:
+        """The key of a feature's values for one entity (documented in docs/state-redis.md)."""
+        return f"{self._prefix}:{{{fqn}|{entity}}}:v"
+
+    def window_keys(self, fqn: str, entity: str, window: WindowSpec) -> tuple[str, str]:
+        """The bucket hash and the future-events sorted set of one windowed feature+entity."""
+        w = self._window(window)
+        base = f"{self._prefix}:{{{fqn}|{entity}}}"
+        return base + w.values, base + w.pending
+
+    def _window(self, window: WindowSpec) -> _Window:
+        w = self._windows.get(window)
+        if w is None:
+            w = self._windows[window] = _Window(window, self._floor_ms)
+        return w
+
+    def _version_fields(self, versions: int) -> list[bytes]:
+        fields = self._fields
+        while len(fields) <= versions:
+            fields.append(str(len(fields)).encode())
+        return fields[: versions + 1]
+
+    # -- commands -------------------------------------------------------------------------
+
+    def _read_cmd(self, fqn: str, entity: str, versions: int) -> _Cmd:
+        return ("HMGET", self.value_key(fqn, entity), *self._version_fields(versions))
+
+    @staticmethod
+    def _read_result(reply: list[bytes | None], now: int) -> list[Stamped | None]:
+        out: list[Stamped | None] = []
+        for blob in reply:
+            if blob is None:
+                out.append(None)
+                continue
+            ts, alive_until = _ENTRY.unpack_from(blob)
+            if now <= alive_until:
+                out.append(Stamped(_DECODER.decode(memoryview(blob)[16:]), int(ts)))
+            else:
+                out.append(None)
+        return out
+
+    def _write_cmd(
+        self,
+        fqn: str,
+        entity: str,
+        op: WriteOp,
+        value: Any,
+        timestamp: int,
+        policy: WritePolicy,
+        now: int,
+    ) -> _Cmd:
+        return (
+            "EVALSHA",
+            WRITE.sha,
+            1,
+            self.value_key(fqn, entity),
+            _OPS[op],
+            _encode(value),
+            timestamp,
+            now,
+            policy.staleness,
+            policy.versions,
+            policy.version_ttl,
+            self._floor_ms,
+        )
+
+    @staticmethod
+    def _write_result(reply: Any, op: WriteOp, value: Any, timestamp: int) -> Stamped | None:
+        if reply is None:
+            return None
+        if op is WriteOp.SET:
+            return Stamped(list(value) if type(value) is list else value, timestamp)
+        return Stamped(_DECODER.decode(reply), timestamp)
+
+    def _add_cmd(
+        self,
+        fqn: str,
+        entity: str,
+        window: WindowSpec,
+        events: Sequence[tuple[int, Any]],
+        now: int,
+    ) -> tuple[_Cmd | None, int]:
+        """The script call of a window add (None when every event is late) and its count."""
+        g = window.granularity
+        oldest = now // g - window.buckets + 1
+        regular: list[tuple[int, Any]] = []
+        future: list[tuple[int, Any]] = []
+        for t, x in events:
+            if t > now:
+                future.append((t, x))
+            elif t // g >= oldest:
+                regular.append((t // g, x))
+        counted = len(regular) + len(future)
+        if not counted:
+            return None, 0
+        try:
+            ev, fu = encode_events(regular), encode_events(future)
+        except (OverflowError, struct.error) as exc:
+            raise ValueTypeError(f"window value of {fqn}: {exc}") from None
+        hkey, zkey = self.window_keys(fqn, entity, window)
+        w = self._window(window)
+        return ("EVALSHA", WINDOW_ADD.sha, 2, hkey, zkey, now, *w.args, ev, fu), counted
+
+    def _window_read_cmd(self, fqn: str, entity: str, window: WindowSpec, at: int) -> _Cmd:
+        w = self._window(window)
+        b = at // window.granularity
+        fields = w.covers.get(b)
+        if fields is None:
+            if len(w.covers) > 64:
+                w.covers.clear()
+            fields = w.covers[b] = tuple(f"{lv}:{i}".encode() for lv, i in window.cover(at))
+        hkey, zkey = self.window_keys(fqn, entity, window)
+        return ("EVALSHA", READ_WINDOW.sha, 2, hkey, zkey, at, *w.args, window.buckets, *fields)
+
+    # -- execution ------------------------------------------------------------------------
+
+    async def _call(self, cmds: list[_Cmd]) -> list[Any]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                replies = await self._transport.execute(cmds)
+                missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+                if missing:
+                    again = [("EVAL", _SCRIPTS[cmds[i][1]].source, *cmds[i][2:]) for i in missing]
+                    for i, r in zip(missing, await self._transport.execute(again), strict=True):
+                        replies[i] = r
+        except (RedisError, OSError, TimeoutError) as exc:
+            why = str(exc) or type(exc).__name__
+            raise StateUnavailable(f"{self._where} unavailable: {why}") from exc
+        for r in replies:
+            if isinstance(r, ResponseError):
+                text = str(r)
+                if text.startswith("RAPTOR "):
+                    raise ValueTypeError(text[7:])
+                raise StateUnavailable(f"{self._where} refused a command: {text}") from r
+        return replies
+
+    # -- StateStore -----------------------------------------------------------------------
+
+    async def read(self, fqn: str, entity: str, versions: int, now: int) -> list[Stamped | None]:
+        (reply,) = await self._call([self._read_cmd(fqn, entity, versions)])
+        return self._read_result(reply, now)
+
+    async def write(
+        self,
+        fqn: str,
+        entity: str,
+        op: WriteOp,
+        value: Any,
+        timestamp: int,
+        policy: WritePolicy,
+        now: int,
+    ) -> Stamped | None:
+        cmd = self._write_cmd(fqn, entity, op, value, timestamp, policy, now)
+        (reply,) = await self._call([cmd])
+        return self._write_result(reply, op, value, timestamp)
+
+    async def window_add(
+        self,
+        fqn: str,
+        entity: str,
+        window: WindowSpec,
+        events: Sequence[tuple[int, Any]],
+        now: int,
+    ) -> int:
+        cmd, counted = self._add_cmd(fqn, entity, window, events, now)
+        if cmd is not None:
+            await self._call([cmd])
+        return counted
+
+    async def window_read(self, fqn: str, entity: str, window: WindowSpec, at: int) -> Partial:
+        (reply,) = await self._call([self._window_read_cmd(fqn, entity, window, at)])
+        return decode_partial(reply)
+
+    async def read_batch(
+        self, reads: Sequence[ValueRead | WindowRead], now: int
+    ) -> list[list[Stamped | None] | Partial]:
+        if not reads:
+            return []
+        cmds = [
+            self._read_cmd(r.fqn, r.entity, r.versions)
+            if isinstance(r, ValueRead)
+            else self._window_read_cmd(r.fqn, r.entity, r.window, now)
+            for r in reads
+        ]
+        replies = await self._call(cmds)
+        return [
+            self._read_result(reply, now) if isinstance(r, ValueRead) else decode_partial(reply)
+            for r, reply in zip(reads, replies, strict=True)
+        ]
+
+    async def apply(
+        self, mutations: Sequence[ValueWrite | WindowAdd], now: int
+    ) -> list[Stamped | int | None]:
+        cmds: list[_Cmd] = []
+        counts: list[int] = []
+        for m in mutations:
+            if isinstance(m, ValueWrite):
+                cmds.append(
+                    self._write_cmd(m.fqn, m.entity, m.op, m.value, m.timestamp, m.policy, now)
+                )
+                counts.append(-1)
+            else:
+                cmd, counted = self._add_cmd(m.fqn, m.entity, m.window, m.events, now)
+                if cmd is not None:
+                    cmds.append(cmd)
+                counts.append(counted)
+        replies = iter(await self._call(cmds) if cmds else ())
+        out: list[Stamped | int | None] = []
+        for m, counted in zip(mutations, counts, strict=True):
+            if isinstance(m, ValueWrite):
+                out.append(self._write_result(next(replies), m.op, m.value, m.timestamp))
+            else:
+                if counted:
+                    next(replies)
+                out.append(counted)
+        return out
+
+    async def ping(self) -> None:
+        reply = (await self._call([("PING",)]))[0]
+        if reply not in (True, b"PONG", "PONG"):
+            raise StateUnavailable(f"{self._where} answered PING with {reply!r}")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._transport.aclose()
+
+    def __repr__(self) -> str:
+        return f"RedisStateStore({self._where}, prefix={self._prefix!r})"
+
+
+def _connect(
+    t: RedisTarget, common: dict[str, Any], db: int, max_conn: int | None, timeout: float
+) -> _Transport:
+    pool_opts: dict[str, Any] = {"max_connections": max_conn} if max_conn else {}
+    if t.kind == "cluster":
+        nodes = [ClusterNode(host, port) for host, port in t.nodes]
+        opts: dict[str, Any] = {"max_connections": max_conn} if max_conn else {}
+        cluster = RedisCluster(startup_nodes=nodes, **opts, **common)
+        return _ClusterTransport(cluster)
+    if t.kind == "sentinel":
+        sentinel_kwargs: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry": Retry(NoBackoff(), 0),
+            "username": t.sentinel_username,
+            "password": t.sentinel_password,
+        }
+        if t.tls:
+            sentinel_kwargs["ssl"] = True
+            sentinel_kwargs.update(t.ssl)
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(t.nodes), sentinel_kwargs=sentinel_kwargs, **common
+        )
+        assert t.service is not None
+        master = sentinel.master_for(t.service, db=db, **pool_opts)
+        return _PoolTransport(master, closers=sentinel.sentinels)
+    if t.kind == "unix":
+        client = aredis.Redis(unix_socket_path=t.path, db=db, **pool_opts, **common)
+    else:
+        host, port = t.nodes[0]
+        client = aredis.Redis(host=host, port=port, db=db, **pool_opts, **common)
+    return _PoolTransport(client)
