@@ -390,7 +390,8 @@ def main() -> int:
         )
         print(
             f"server: {label}; {args.entities} entities; wrk -t{args.threads} "
-            f"-c{args.connections} -d{args.duration}s; {os.cpu_count()} CPUs"
+            f"-c{args.connections} -d{args.duration}s; {os.cpu_count()} CPUs; "
+            f"load average {os.getloadavg()[0]:.1f}"
         )
         print(
             f"{'scenario':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "

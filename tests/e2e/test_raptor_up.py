@@ -255,3 +255,30 @@ def test_grpc_accessor_serves_the_same_values(up: Up) -> None:
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_example_generator_pushes_every_row(up: Up) -> None:
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLE / "generate.py"),
+            "--url",
+            up.url,
+            "--rows",
+            "300",
+            "--cards",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "pushed 300" in res.stdout
+    batch = up.client.post(
+        "/api/v1alpha1/features:batchGet",
+        json={"selectors": ["spend+count"], "entities": [{"card_id": f"c{i}"} for i in range(4)]},
+    ).json()
+    counts = [row["values"]["default.spend+count"]["value"] for row in batch["results"]]
+    assert sum(counts) == 300

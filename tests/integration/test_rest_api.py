@@ -452,111 +452,46 @@ def test_update_of_a_windowed_feature_adds_to_the_window(world: World) -> None:
 
 # -- errors ------------------------------------------------------------------------------------
 
+F = "/api/v1alpha1/features/"
+DS = "/api/v1alpha1/datasources/default/"
+BATCH = "/api/v1alpha1/features:batchGet"
+CARD = {"card": "e"}
+
+# fmt: off
 BAD_REQUESTS = [
-    ("malformed selector", "GET", "/api/v1alpha1/features/not!a!selector?card=1", None, 400),
-    ("missing key", "GET", "/api/v1alpha1/features/last-merchant", None, 400),
-    ("+fn on a plain feature", "GET", "/api/v1alpha1/features/price+sum?card=1", None, 400),
-    (
-        "version past keepPrevious",
-        "GET",
-        "/api/v1alpha1/features/last-merchant@-3?card=1",
-        None,
-        400,
-    ),
-    ("+fn and @-N", "GET", "/api/v1alpha1/features/spend+sum@-1?card=1", None, 400),
-    ("unknown feature", "GET", "/api/v1alpha1/features/nope?card=1", None, 404),
-    ("unknown namespace", "GET", "/api/v1alpha1/features/elsewhere.spend+sum?card=1", None, 404),
+    ("malformed selector", "GET", F + "not!a!selector?card=1", None, 400),
+    ("missing key", "GET", F + "last-merchant", None, 400),
+    ("+fn on a plain feature", "GET", F + "price+sum?card=1", None, 400),
+    ("version past keepPrevious", "GET", F + "last-merchant@-3?card=1", None, 400),
+    ("+fn and @-N", "GET", F + "spend+sum@-1?card=1", None, 400),
+    ("unknown feature", "GET", F + "nope?card=1", None, 404),
+    ("unknown namespace", "GET", F + "elsewhere.spend+sum?card=1", None, 404),
     ("unknown route", "GET", "/api/v1alpha1/nothing-here", None, 404),
-    ("unknown operation", "POST", "/api/v1alpha1/features/price:frobnicate", {"value": 1}, 404),
-    (
-        "wrong value type",
-        "PUT",
-        "/api/v1alpha1/features/price",
-        {"keys": {"card": "e"}, "value": "x"},
-        422,
-    ),
-    (
-        "append to a scalar",
-        "POST",
-        "/api/v1alpha1/features/price:append",
-        {"keys": {"card": "e"}, "value": 1.0},
-        400,
-    ),
-    ("missing value", "PUT", "/api/v1alpha1/features/price", {"keys": {"card": "e"}}, 400),
-    ("body not an object", "PUT", "/api/v1alpha1/features/price", [1, 2], 400),
-    (
-        "bad timestamp",
-        "PUT",
-        "/api/v1alpha1/features/price",
-        {"keys": {"card": "e"}, "value": 1.0, "timestamp": "yesterday"},
-        400,
-    ),
-    (
-        "key of a wrong type",
-        "PUT",
-        "/api/v1alpha1/features/price",
-        {"keys": {"card": [1]}, "value": 1.0},
-        400,
-    ),
-    (
-        "write to a +fn selector",
-        "PUT",
-        "/api/v1alpha1/features/spend+sum",
-        {"keys": {"card": "e"}, "value": 1.0},
-        400,
-    ),
-    (
-        "write to a model",
-        "PUT",
-        "/api/v1alpha1/features/fraud",
-        {"keys": {"card": "e"}, "value": 1.0},
-        409,
-    ),
-    (
-        "push to a streaming source",
-        "POST",
-        "/api/v1alpha1/datasources/default/clickstream/rows",
-        [],
-        409,
-    ),
-    ("push to an unknown source", "POST", "/api/v1alpha1/datasources/default/nope/rows", [], 404),
-    (
-        "batchGet without selectors",
-        "POST",
-        "/api/v1alpha1/features:batchGet",
-        {"entities": []},
-        400,
-    ),
-    (
-        "batchGet with an unknown selector",
-        "POST",
-        "/api/v1alpha1/features:batchGet",
-        {"selectors": ["nope"], "entities": [{}]},
-        404,
-    ),
-    (
-        "batchGet with a bad selector",
-        "POST",
-        "/api/v1alpha1/features:batchGet",
-        {"selectors": ["a b"], "entities": [{}]},
-        400,
-    ),
-    (
-        "batchGet entity not an object",
-        "POST",
-        "/api/v1alpha1/features:batchGet",
-        {"selectors": ["price"], "entities": ["card"]},
-        400,
-    ),
-    ("DELETE a feature", "DELETE", "/api/v1alpha1/features/price", None, 405),
-    ("GET an operation", "GET", "/api/v1alpha1/features/price:append", None, 405),
-    ("POST without an operation", "POST", "/api/v1alpha1/features/price", {"value": 1}, 405),
-    ("GET batchGet", "GET", "/api/v1alpha1/features:batchGet", None, 405),
+    ("unknown operation", "POST", F + "price:frobnicate", {"value": 1}, 404),
+    ("wrong value type", "PUT", F + "price", {"keys": CARD, "value": "x"}, 422),
+    ("append to a scalar", "POST", F + "price:append", {"keys": CARD, "value": 1.0}, 400),
+    ("missing value", "PUT", F + "price", {"keys": CARD}, 400),
+    ("body not an object", "PUT", F + "price", [1, 2], 400),
+    ("bad timestamp", "PUT", F + "price", {"keys": CARD, "value": 1.0, "timestamp": "x"}, 400),
+    ("key of a wrong type", "PUT", F + "price", {"keys": {"card": [1]}, "value": 1.0}, 400),
+    ("write to a +fn selector", "PUT", F + "spend+sum", {"keys": CARD, "value": 1.0}, 400),
+    ("write to a model", "PUT", F + "fraud", {"keys": CARD, "value": 1.0}, 409),
+    ("push to a streaming source", "POST", DS + "clickstream/rows", [], 409),
+    ("push to an unknown source", "POST", DS + "nope/rows", [], 404),
+    ("batchGet without selectors", "POST", BATCH, {"entities": []}, 400),
+    ("batchGet, unknown selector", "POST", BATCH, {"selectors": ["nope"], "entities": [{}]}, 404),
+    ("batchGet, bad selector", "POST", BATCH, {"selectors": ["a b"], "entities": [{}]}, 400),
+    ("batchGet, entity not object", "POST", BATCH, {"selectors": ["price"], "entities": [1]}, 400),
+    ("DELETE a feature", "DELETE", F + "price", None, 405),
+    ("GET an operation", "GET", F + "price:append", None, 405),
+    ("POST without an operation", "POST", F + "price", {"value": 1}, 405),
+    ("GET batchGet", "GET", BATCH, None, 405),
     ("PUT healthz", "PUT", "/healthz", None, 405),
-    ("not-ready feature", "GET", "/api/v1alpha1/features/invalid?card=1", None, 503),
-    ("failing program", "GET", "/api/v1alpha1/features/broken?card=1", None, 502),
-    ("timeout with nothing usable", "GET", "/api/v1alpha1/features/slow-score?card=1", None, 504),
+    ("not-ready feature", "GET", F + "invalid?card=1", None, 503),
+    ("failing program", "GET", F + "broken?card=1", None, 502),
+    ("timeout with nothing usable", "GET", F + "slow-score?card=1", None, 504),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(
@@ -719,7 +654,8 @@ def test_descriptors_list_features_and_models_with_their_status(world: World) ->
     ]
     invalid = by[("Feature", "default.invalid")]
     assert invalid["ready"] is False
-    assert invalid["reason"] and invalid["message"]
+    assert invalid["reason"] != "Ready"
+    assert invalid["message"]
 
 
 def test_one_descriptor_by_selector(world: World) -> None:
@@ -879,3 +815,11 @@ async def test_a_body_is_refused_as_soon_as_it_passes_the_limit_not_after() -> N
     assert sent[0]["status"] == 413
     assert received == 3  # 12 KiB read of the ~4 MB offered
     await engine.aclose()
+
+
+def test_values_json_cannot_carry_natively_are_still_encoded_as_valid_json() -> None:
+    from raptor.server.wire import dumps
+
+    body = dumps({"sum": 2**70, "avg": float("nan"), "at": datetime(2024, 6, 1, tzinfo=UTC)})
+
+    assert body == b'{"sum":1180591620717411303424,"avg":null,"at":"2024-06-01T00:00:00Z"}'

@@ -19,6 +19,7 @@ answers requests for it with :class:`raptor.errors.NotReady`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -200,7 +201,7 @@ def build_catalog(assets: Iterable[Asset], *, allowed_imports: Iterable[str] = (
                 namespace=f.namespace,
                 primitive=f.primitive,
                 keys=f.keys,
-                allowed_imports=allowed,
+                allowed_imports=allowed | _import_names(f.packages),
             )
         except ManifestError as exc:
             err = exc.located(file=f.origin.file, index=f.origin.index, resource=_resource(f))
@@ -286,6 +287,28 @@ def build_catalog(assets: Iterable[Asset], *, allowed_imports: Iterable[str] = (
         statuses=MappingProxyType(statuses),
         warnings=tuple(warnings),
     )
+
+
+def _import_names(packages: Iterable[str]) -> frozenset[str]:
+    """Import names a ``@runtime(packages=[...])`` allows: ``scikit-learn>=1`` → ``sklearn``,
+    ``scikit_learn``... (the pip name normalized, plus well-known import aliases). Pure."""
+    out: set[str] = set()
+    for spec in packages:
+        name = re.split(r"[<>=!~\[; ]", spec.strip(), maxsplit=1)[0].lower()
+        if name:
+            out.add(name.replace("-", "_"))
+            out.update(_IMPORT_ALIASES.get(name, ()))
+    return frozenset(out)
+
+
+_IMPORT_ALIASES = {
+    "scikit-learn": ("sklearn",),
+    "pyyaml": ("yaml",),
+    "python-dateutil": ("dateutil",),
+    "beautifulsoup4": ("bs4",),
+    "pillow": ("PIL",),
+    "opencv-python": ("cv2",),
+}
 
 
 def _builder_kind(f: FeatureDef, sources: Mapping[str, DataSourceDef]) -> str:

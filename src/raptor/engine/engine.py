@@ -316,10 +316,10 @@ class Engine:
             if now - ts <= defn.freshness:  # freshness.is_fresh, inlined on the hot path
                 return FeatureValue(fqn, sel.text, keys, current.value, from_micros(ts), True)
             if is_usable(ts, now, defn.staleness):
-                stale = FeatureValue(
-                    fqn, sel.text, keys, current.value, from_micros(ts), False
+                stale = FeatureValue(fqn, sel.text, keys, current.value, from_micros(ts), False)
+                return (
+                    await self._compute(sel, rt, keys, entity, now, stale) if rt.computed else stale
                 )
-                return await self._compute(sel, rt, keys, entity, now, stale) if rt.computed else stale
         if not rt.computed:
             return FeatureValue(fqn, sel.text, keys, None, None, False)
         return await self._compute(sel, rt, keys, entity, now, None)

@@ -38,8 +38,18 @@ FRAMEWORKS: Mapping[str, str] = {
 }
 """Frameworks Raptor saves (and the builtin model server loads), with their file names."""
 
-_ALIASES = {"scikit-learn": "sklearn", "scikit_learn": "sklearn", "xgb": "xgboost", "lgbm": "lightgbm"}
-_DISTRIBUTIONS = {"sklearn": "scikit-learn", "xgboost": "xgboost", "lightgbm": "lightgbm", "onnx": "onnx"}
+_ALIASES = {
+    "scikit-learn": "sklearn",
+    "scikit_learn": "sklearn",
+    "xgb": "xgboost",
+    "lgbm": "lightgbm",
+}
+_DISTRIBUTIONS = {
+    "sklearn": "scikit-learn",
+    "xgboost": "xgboost",
+    "lightgbm": "lightgbm",
+    "onnx": "onnx",
+}
 
 
 def normalize_framework(name: str) -> str:

@@ -72,6 +72,16 @@ class DataSource:
         return self.definition.timestamp_field
 
     @property
+    def training_data(self) -> TrainingData:
+        """What replay reads; assign a new DataFrame (or path) to replay on other data."""
+        return self._training_data
+
+    @training_data.setter
+    def training_data(self, data: TrainingData) -> None:
+        self._training_data = data
+        self._frame = None
+
+    @property
     def has_training_data(self) -> bool:
         return self._training_data is not None
 

@@ -18,6 +18,8 @@ that does not take exactly one ``TrainingContext``.
 from __future__ import annotations
 
 import ast
+import functools
+import inspect
 import re
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -177,9 +179,7 @@ def keep_previous(versions: int, over: Duration) -> Callable[[F], F]:
     return lambda target: _option("keep_previous", KeepPrevious(versions, span), target)
 
 
-def runtime(
-    packages: Sequence[str] | None = None, env_name: str | None = None
-) -> Callable[[F], F]:
+def runtime(packages: Sequence[str] | None = None, env_name: str | None = None) -> Callable[[F], F]:
     """Run the program in the named runtime ``env_name`` whose image provides ``packages``;
     the program may then import them."""
     pkgs = tuple(packages or ())
@@ -242,7 +242,9 @@ def data_source(
         where = location(cls)
         label = _name_of(cls)
         if not isinstance(cls, type) or not typing.is_typeddict(cls):
-            raise _fail(where, label, "@data_source decorates a TypedDict class of the row's fields")
+            raise _fail(
+                where, label, "@data_source decorates a TypedDict class of the row's fields"
+            )
         opts = _options(cls)
         if opts.aggregation or opts.freshness or opts.keep_previous or opts.runtime:
             raise _fail(where, label, "a data source takes only @namespace and @labels")
@@ -260,7 +262,9 @@ def data_source(
             if known and k not in known:
                 raise _fail(where, label, f"key {k!r} is not a field of the rows ({_show(known)})")
         if ts is not None and known and ts not in known:
-            raise _fail(where, label, f"timestamp {ts!r} is not a field of the rows ({_show(known)})")
+            raise _fail(
+                where, label, f"timestamp {ts!r} is not a field of the rows ({_show(known)})"
+            )
         if ts is None and training_data is not None:
             raise _fail(
                 where, label, "timestamp= must name the event-time field to replay training data"
@@ -317,8 +321,6 @@ def _keys(keys: str | Sequence[str] | None) -> tuple[str, ...]:
 def _describe(doc: str | None) -> dict[str, str]:
     if not doc or not doc.strip():
         return {}
-    import inspect
-
     return {DESCRIPTION: inspect.cleandoc(doc)}
 
 
@@ -350,16 +352,24 @@ def _data_source_of(ref: Any, registry: Registry, ns: str, where: str, what: str
 _IMPORT_NAMES = {"scikit-learn": "sklearn", "pyyaml": "yaml", "python-dateutil": "dateutil"}
 
 
-def _import_names(packages: Sequence[str]) -> set[str]:
-    """Top-level module names provided by pip requirements (``scikit-learn>=1`` → sklearn)."""
-    out: set[str] = set()
+@functools.cache
+def _modules_by_distribution() -> dict[str, list[str]]:
+    by_dist: dict[str, list[str]] = {}
     try:
-        by_dist: dict[str, list[str]] = {}
         for module, dists in importlib_metadata.packages_distributions().items():
             for d in dists:
                 by_dist.setdefault(d.lower().replace("_", "-"), []).append(module)
     except Exception:  # metadata of a broken install: fall back to the names as given
-        by_dist = {}
+        return {}
+    return by_dist
+
+
+def _import_names(packages: Sequence[str]) -> set[str]:
+    """Top-level module names provided by pip requirements (``scikit-learn>=1`` → sklearn)."""
+    out: set[str] = set()
+    if not packages:
+        return out
+    by_dist = _modules_by_distribution()
     for req in packages:
         m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
         if m is None:
@@ -376,10 +386,16 @@ def _program_globals(program: Program) -> Mapping[str, Any]:
 
 
 def _check_free_names(src: FunctionSource, func: Any, program: Program, what: str) -> None:
-    """Names the function reads from its module must exist, identically, in production."""
+    """Names the function reads from outside itself (module globals, closure variables) must
+    exist, identically, in production's program globals."""
     engine = _program_globals(program)
     builtins = engine.get("__builtins__", {})
-    user: Mapping[str, Any] = getattr(func, "__globals__", {})
+    target = inspect.unwrap(func)
+    user: dict[str, Any] = dict(getattr(target, "__globals__", {}))
+    try:
+        user.update(inspect.getclosurevars(target).nonlocals)
+    except (TypeError, ValueError):
+        pass
     missing: list[str] = []
     differ: list[str] = []
     for n in free_names(src.tree):
@@ -398,7 +414,10 @@ def _check_free_names(src: FunctionSource, func: Any, program: Program, what: st
     if differ:
         hint = ""
         if "datetime" in differ:
-            hint = " (in programs `datetime` is the module: use datetime.datetime, or import it inside)"
+            hint = (
+                " (in programs `datetime` is the module: use datetime.datetime, or import "
+                "it inside the function)"
+            )
         raise _fail(
             src.where,
             what,
@@ -435,8 +454,12 @@ def feature(
         k8s = _check_name(name or src.name, where, what)
         fqn = fqn_of(ns, k8s)
         if fqn in registry.models:
-            raise _fail(where, what, f"a model is already named {fqn}; a model is served as a feature")
-        ds = None if data_source is None else _data_source_of(data_source, registry, ns, where, what)
+            raise _fail(
+                where, what, f"a model is already named {fqn}; a model is served as a feature"
+            )
+        ds = (
+            None if data_source is None else _data_source_of(data_source, registry, ns, where, what)
+        )
         if ds is not None and sourceless_markers_df is not None:
             raise _fail(where, what, "sourceless_markers_df is for features without a data source")
         key_names = _keys(keys) if keys is not None else (ds.keys if ds is not None else None)
@@ -602,7 +625,9 @@ def _selectors(
             if len(item.definition.aggr) > 1:
                 choices = ", ".join(f"'{item.name}+{f.value}'" for f in item.definition.aggr)
                 raise _fail(
-                    where, what, f"{field}: {item.fqn} has several aggregations; name one ({choices})"
+                    where,
+                    what,
+                    f"{field}: {item.fqn} has several aggregations; name one ({choices})",
                 )
             text = item.name.replace("-", "_") if item.namespace == ns else str(item.fqn)
         elif isinstance(item, str):
@@ -669,13 +694,17 @@ def model(
         if opts.aggregation or opts.keep_previous:
             raise _fail(where, what, "a model takes no @aggregation or @keep_previous")
         if opts.freshness is None:
-            raise _fail(where, what, "@freshness(max_age=...) is missing (how long a prediction is fresh)")
+            raise _fail(
+                where, what, "@freshness(max_age=...) is missing (how long a prediction is fresh)"
+            )
         registry = current_registry()
         ns = opts.namespace or "default"
         k8s = _check_name(src.name, where, what)
         fqn = fqn_of(ns, k8s)
         if fqn in registry.features:
-            raise _fail(where, what, f"a feature is already named {fqn}; a model is served as a feature")
+            raise _fail(
+                where, what, f"a feature is already named {fqn}; a model is served as a feature"
+            )
         feats = _selectors(_seq(input_features), ns, registry, where, what, "input_features")
         if not feats:
             raise _fail(where, what, "input_features is empty; a model needs at least one feature")

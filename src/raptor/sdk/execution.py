@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -103,7 +103,9 @@ def _typed(values: list[Any], primitive: Primitive) -> np.ndarray:
 _FAST_KINDS = {Primitive.INT: "iu", Primitive.FLOAT: "iuf", Primitive.BOOL: "b"}
 
 
-def _projected(src: SourceFrame, feature: Feature, field: str) -> tuple[list[Any], np.ndarray] | None:
+def _projected(
+    src: SourceFrame, feature: Feature, field: str
+) -> tuple[np.ndarray | list[Any], np.ndarray] | None:
     """``(values, present)`` of a ``return row[field]`` program when the column's dtype makes
     ``Primitive.check`` a no-op (else None: run the program)."""
     if not src.has(field):
@@ -178,19 +180,23 @@ def run_features(
         for col in keys.values():
             ok &= col != None  # noqa: E711 - elementwise
         idx = np.flatnonzero(ok)
-        arr = values[idx] if isinstance(values, np.ndarray) else _typed(
-            [values[i] for i in idx.tolist()], f.primitive
+        arr = (
+            values[idx]
+            if isinstance(values, np.ndarray)
+            else _typed([values[i] for i in idx.tolist()], f.primitive)
         )
         out[f.fqn] = Events({k: v[idx] for k, v in keys.items()}, src.micros[idx], arr, idx)
     if slow:
         _run_slow(src, slow, progress)
         for p in slow:
             keys = {k: np.asarray(v, dtype=object) for k, v in p.keys.items()}
-            values = _typed(p.values, p.feature.primitive.scalar if p.is_list else p.feature.primitive)
+            typed = _typed(
+                p.values, p.feature.primitive.scalar if p.is_list else p.feature.primitive
+            )
             out[p.fqn] = Events(
                 keys,
                 np.asarray(p.t, dtype="int64"),
-                values,
+                typed,
                 np.asarray(p.rows, dtype="int64"),
                 p.overridden,
             )
@@ -245,7 +251,7 @@ def _run_plan(
         if None in kv:
             p.dropped += 1
             continue
-        keys = dict(zip(names, kv, strict=True))
+        keys = dict(zip(names, cast("list[str]", kv), strict=True))
         when = times[i] if times is not None else _EPOCH
         if shared is not None:
             shared.keys = keys
@@ -256,7 +262,9 @@ def _run_plan(
         try:
             res = run(row, ctx)
         except RaptorError as exc:
-            raise ProgramRuntimeError(f"replay of {p.fqn}, training row {start + i}: {exc}") from exc
+            raise ProgramRuntimeError(
+                f"replay of {p.fqn}, training row {start + i}: {exc}"
+            ) from exc
         value = res.value
         if value is None:
             continue

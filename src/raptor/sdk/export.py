@@ -130,7 +130,11 @@ def _file(a: Asset) -> str:
 
 
 def export_assets(registry: Registry, defs: Iterable[Asset], path: Path) -> Path:
-    """Write ``defs`` and their :func:`closure` under ``path``; check the folder loads."""
+    """Write ``defs`` and their :func:`closure` under ``path``; check the folder loads.
+
+    Exports into one folder accumulate (export a model, then a feature it does not use):
+    manifests written earlier stay listed while their asset is still defined; those of assets
+    no longer defined (renamed, deleted) are removed."""
     assets = closure(registry, defs)
     path.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
@@ -140,29 +144,43 @@ def export_assets(registry: Registry, defs: Iterable[Asset], path: Path) -> Path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(to_yaml([a]))
         written.append(rel)
+    resources = sorted(set(written) | _still_defined(registry, path, written))
     kustomization: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": written,
+        "resources": resources,
     }
     (path / "kustomization.yaml").write_text(
         yaml.dump(kustomization, Dumper=_Dumper, sort_keys=False)
     )
     (path / "Makefile").write_text(MAKEFILE)
-    _remove_stale(path, written)
-    (path / MARKER).write_text("\n".join(written) + "\n")
+    (path / MARKER).write_text("\n".join(resources) + "\n")
     check_folder(path)
     return path
 
 
-def _remove_stale(path: Path, written: Sequence[str]) -> None:
+def _still_defined(registry: Registry, path: Path, written: Sequence[str]) -> set[str]:
+    """Files of an earlier export to keep; the others (assets no longer defined) are deleted."""
     marker = path / MARKER
     if not marker.exists():
-        return
-    keep = set(written)
+        return set()
+    current = {_file(a) for a in _everything(registry)}
+    keep: set[str] = set()
     for rel in marker.read_text().split():
-        if rel not in keep and (path / rel).is_file() and rel.endswith(".yaml"):
+        if rel in written or not (path / rel).is_file():
+            continue
+        if rel in current:
+            keep.add(rel)
+        elif rel.endswith(".yaml"):
             (path / rel).unlink()
+    return keep
+
+
+def _everything(registry: Registry) -> list[Asset]:
+    out: list[Asset] = [d.definition for d in registry.data_sources.values()]
+    out.extend(f.definition for f in registry.features.values())
+    out.extend(m.definition for m in registry.models.values())
+    return out
 
 
 def check_folder(path: Path) -> None:

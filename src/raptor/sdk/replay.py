@@ -26,7 +26,7 @@ event's time, ties included), sorted by time; ``replay(at=frame)`` answers at gi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +43,7 @@ from raptor.errors import NotFound, ProgramRuntimeError, RaptorError
 from raptor.sdk.execution import Events, entity_strings, micros_to_datetimes, run_features
 from raptor.sdk.progress import Progress
 from raptor.sdk.rows import SourceFrame, event_micros, key_strings
-from raptor.sdk.timeline import Timeline, ValueIndex, WindowIndex
+from raptor.sdk.timeline import Ordering, Timeline, ValueIndex, WindowIndex
 
 if TYPE_CHECKING:
     from raptor.sdk.features import Feature
@@ -54,19 +54,36 @@ __all__ = ["Column", "Points", "ReplaySession", "to_series"]
 
 @dataclass
 class Points:
-    """Where to evaluate: key strings per key name (None = missing) and times (µs)."""
+    """Where to evaluate: key strings per key name (None = missing) and times (µs).
+
+    Entity strings and entity codes are computed once per key set / per event ordering and
+    shared by every feature evaluated at these points."""
 
     keys: dict[str, np.ndarray]
     t: np.ndarray
+    _cache: dict[Any, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.t)
 
     def entities(self, names: Sequence[str]) -> np.ndarray:
-        n = len(self.t)
-        if any(k not in self.keys for k in names):
-            return np.full(n, None, dtype=object)
-        return entity_strings([self.keys[k] for k in names], n)
+        key = tuple(names)
+        cached = self._cache.get(key)
+        if cached is None:
+            n = len(self.t)
+            if any(k not in self.keys for k in names):
+                cached = np.full(n, None, dtype=object)
+            else:
+                cached = entity_strings([self.keys[k] for k in names], n)
+            self._cache[key] = cached
+        return cached
+
+    def codes(self, tl: Timeline, names: Sequence[str]) -> np.ndarray:
+        key = (id(tl.ordering), tuple(names))
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._cache[key] = tl.codes(self.entities(names))
+        return cached
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, names: Sequence[str], what: str) -> Points:
@@ -120,7 +137,7 @@ def to_series(col: Column, name: str) -> pd.Series:
         return pd.Series(pd.array(values, dtype="boolean"), name=name).where(present, pd.NA)
     if prim is Primitive.TIMESTAMP:
         vals = [v if p else None for v, p in zip(values.tolist(), present.tolist(), strict=True)]
-        return pd.Series(pd.to_datetime(vals, utc=True), name=name)
+        return pd.Series(pd.to_datetime(pd.Series(vals, dtype=object), utc=True), name=name)
     out = np.empty(len(values), dtype=object)
     out[:] = [v if p else None for v, p in zip(values.tolist(), present.tolist(), strict=True)]
     return pd.Series(out, name=name)
@@ -145,6 +162,7 @@ class ReplaySession:
         self._timelines: dict[str, Timeline] = {}
         self._windows: dict[str, WindowIndex] = {}
         self._values: dict[str, ValueIndex] = {}
+        self._orderings: list[tuple[tuple[str, tuple[str, ...]], Events, Ordering]] = []
 
     # -- building blocks ---------------------------------------------------------------------
 
@@ -188,9 +206,26 @@ class ReplaySession:
         if tl is None:
             ev = self.events(fqn)
             f = self.feature(fqn)
-            tl = Timeline(ev.entities(f.keys), ev.t, ev.values)
+            tl = Timeline(ev.entities(f.keys), ev.t, ev.values, self._shared_ordering(f, ev))
+            if not ev.key_overridden:
+                assert f.data_source is not None
+                self._orderings.append(((f.data_source.fqn, f.keys), ev, tl.ordering))
             self._timelines[fqn] = tl
         return tl
+
+    def _shared_ordering(self, f: Feature, ev: Events) -> Ordering | None:
+        """The ordering of another feature fed by the same rows with the same keys and times."""
+        if ev.key_overridden or f.data_source is None:
+            return None
+        for key, other, ordering in self._orderings:
+            if (
+                key == (f.data_source.fqn, f.keys)
+                and len(other) == len(ev)
+                and np.array_equal(other.rows, ev.rows)
+                and np.array_equal(other.t, ev.t)
+            ):
+                return ordering
+        return None
 
     def window(self, fqn: str) -> WindowIndex:
         w = self._windows.get(fqn)
@@ -225,7 +260,7 @@ class ReplaySession:
                 )
             return self.sourceless(f, points)
         tl = self.timeline(f.fqn)
-        ent = tl.codes(points.entities(d.keys))
+        ent = points.codes(tl, d.keys)
         if d.aggr:
             fn = AggrFn.parse(sel.aggr) if sel.aggr else d.aggr[0]
             values, present = self.window(f.fqn).at(ent, points.t)[fn]
@@ -262,10 +297,9 @@ class ReplaySession:
             present.append(res.value is not None)
         arr = np.empty(len(values), dtype=object)
         arr[:] = values
-        if f.primitive in (Primitive.INT, Primitive.FLOAT, Primitive.BOOL) and all(present):
-            arr = np.asarray(values, dtype={"int": "int64", "float": "float64", "bool": bool}[
-                f.primitive.value
-            ])
+        dtypes = {Primitive.INT: "int64", Primitive.FLOAT: "float64", Primitive.BOOL: "bool"}
+        if f.primitive in dtypes and all(present):
+            arr = np.asarray(values, dtype=np.dtype(dtypes[f.primitive]))
         return Column(arr, np.asarray(present, dtype=bool), points.t, f.primitive)
 
     def _safe_lookup(self, sel: Selector, points: Points) -> Column | None:
@@ -290,7 +324,10 @@ class ReplaySession:
         else:
             idx = np.arange(len(ev))
         idx = idx[np.argsort(ev.t[idx], kind="stable")]
-        return Points({k: v[idx] for k, v in ev.keys.items()}, ev.t[idx]), ev, idx
+        points = Points({k: v[idx] for k, v in ev.keys.items()}, ev.t[idx])
+        tl = self.timeline(f.fqn)
+        points._cache[(id(tl.ordering), tuple(f.keys))] = tl.ordering.event_codes[idx]
+        return points, ev, idx
 
     def points_of(self, f: Feature) -> tuple[Points, pd.DataFrame | None]:
         """Where ``replay()`` evaluates ``f``: its events, or its marker frame."""
@@ -322,7 +359,9 @@ class ReplaySession:
             base = pd.DataFrame(
                 {k: self._key_column(f, ev, k, idx) for k in f.keys}, index=range(len(points))
             )
-        base.insert(0, "timestamp", pd.Series(points.t.astype("datetime64[us]")).dt.tz_localize("UTC"))
+        base.insert(
+            0, "timestamp", pd.Series(points.t.astype("datetime64[us]")).dt.tz_localize("UTC")
+        )
         return self._with_values(f, points, base)
 
     def _key_column(self, f: Feature, ev: Events, key: str, idx: np.ndarray) -> Any:
@@ -375,7 +414,9 @@ class _Getter:
         self.i = i
         self.pre = pre
 
-    def __call__(self, selector: str, keys: Mapping[str, str] | None) -> tuple[Any, datetime | None]:
+    def __call__(
+        self, selector: str, keys: Mapping[str, str] | None
+    ) -> tuple[Any, datetime | None]:
         try:
             sel = parse_selector(selector, self.namespace)
         except RaptorError:

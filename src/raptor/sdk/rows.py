@@ -99,8 +99,12 @@ def py_values(series: pd.Series) -> list[Any]:
     if kind == "m":
         secs = series.dt.total_seconds().to_numpy()
         return [None if math.isnan(x) else x for x in secs.tolist()]
-    values = series.to_numpy(dtype=object)
-    return [_json_value(v) for v in values.tolist()]
+    if isinstance(series.dtype, pd.StringDtype):
+        return list(series.to_numpy(dtype=object, na_value=None).tolist())
+    values = series.to_numpy(dtype=object).tolist()
+    if all(type(v) is str for v in values):
+        return values
+    return [_json_value(v) for v in values]
 
 
 def key_strings(series: pd.Series) -> list[str | None]:
@@ -109,7 +113,11 @@ def key_strings(series: pd.Series) -> list[str | None]:
     if kind == "f" and not isinstance(series.dtype, pd.api.extensions.ExtensionDtype):
         arr = series.to_numpy()
         finite = arr[~np.isnan(arr)]
-        if finite.size and bool(np.all(finite == np.floor(finite))) and np.abs(finite).max() < 2**63:
+        if (
+            finite.size
+            and bool(np.all(finite == np.floor(finite)))
+            and np.abs(finite).max() < 2**63
+        ):
             return [None if math.isnan(x) else str(int(x)) for x in arr.tolist()]
     if kind in "iu" and not isinstance(series.dtype, pd.api.extensions.ExtensionDtype):
         return list(series.to_numpy().astype(str).astype(object).tolist())
@@ -163,9 +171,9 @@ class SourceFrame:
         if any("." in c and c.split(".")[0] not in cols for c in self.columns):
             return True
         for c in self.columns:
-            if self.frame[c].dtype == object:
-                if any(isinstance(v, Mapping) for v in self.frame[c].tolist()):
-                    return True
+            column = self.frame[c]
+            if column.dtype == object and any(isinstance(v, Mapping) for v in column.tolist()):
+                return True
         return False
 
     def values(self, column: str) -> list[Any]:
@@ -189,7 +197,9 @@ class SourceFrame:
             return None
         return [f for f in fields if f in self.frame.columns]
 
-    def rows(self, columns: Sequence[str] | None, start: int, stop: int) -> Iterator[dict[str, Any]]:
+    def rows(
+        self, columns: Sequence[str] | None, start: int, stop: int
+    ) -> Iterator[dict[str, Any]]:
         """Rows ``start..stop`` with ``columns`` (None: all, flattened as in production)."""
         names = self.columns if columns is None else list(columns)
         cols = [self.values(c)[start:stop] for c in names]

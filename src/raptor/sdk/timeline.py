@@ -35,50 +35,99 @@ import pandas as pd
 from raptor.api.assets import KeepPrevious
 from raptor.api.windows import AggrFn, WindowSpec
 
-__all__ = ["Timeline", "ValueIndex", "WindowIndex"]
+__all__ = ["Ordering", "Timeline", "ValueIndex", "WindowIndex"]
 
 I64 = np.dtype("int64")
 
 
-class Timeline:
-    """Events of one feature, sorted by (entity, time, arrival)."""
+def _searchsorted(a: np.ndarray, v: np.ndarray, side: str) -> np.ndarray:
+    """``np.searchsorted`` for unsorted queries: sorting them first is ~2x faster on big
+    arrays (the binary searches then walk memory in order)."""
+    if len(v) < 4096:
+        return np.asarray(np.searchsorted(a, v, side=side), dtype=I64)  # type: ignore[call-overload]
+    order = np.argsort(v, kind="stable")
+    out = np.empty(len(v), dtype=I64)
+    out[order] = np.searchsorted(a, v[order], side=side)  # type: ignore[call-overload]
+    return out
 
-    def __init__(self, entities: Sequence[str], t: np.ndarray, values: np.ndarray) -> None:
+
+class Ordering:
+    """The sort of a set of events by (entity, time, arrival), shareable by every feature
+    whose events have the same entities and times (features fed by the same rows)."""
+
+    def __init__(self, entities: np.ndarray, t: np.ndarray) -> None:
         codes, uniques = pd.factorize(np.asarray(entities, dtype=object))
-        order = np.lexsort((np.arange(len(t)), t, codes))
-        self.ent: np.ndarray = codes[order].astype(I64)
-        self.t: np.ndarray = np.asarray(t, dtype=I64)[order]
-        self.values: np.ndarray = values[order]
-        self.order = order
-        self.index = pd.Index(uniques)
-        self.n = len(self.t)
-        self._times = np.unique(self.t)
-        self._span = len(self._times) + 1
-        self._key = self.ent * self._span + np.searchsorted(self._times, self.t)
+        t = np.asarray(t, dtype=I64)
+        self.event_codes = np.asarray(codes, dtype=I64)
+        self.order = np.lexsort((t, self.event_codes))
+        self.ent = self.event_codes[self.order]
+        self.t = t[self.order]
+        self.index = pd.Index(np.asarray(uniques, dtype=object), dtype=object)
+        self.n = len(t)
+        lo = int(self.t.min()) - 1 if self.n else 0
+        hi = int(self.t.max()) + 1 if self.n else 0
+        span = hi - lo + 1
+        if (len(self.index) + 1) * span < 2**62:
+            self._lo, self._hi, self._span = lo, hi, span
+            self._times: np.ndarray | None = None
+            self._key = self.ent * span + (self.t - lo)
+        else:  # rank-compress the times so the combined key fits in 64 bits
+            self._times = np.unique(self.t)
+            self._lo, self._hi, self._span = 0, 0, len(self._times) + 1
+            self._key = self.ent * self._span + np.searchsorted(self._times, self.t)
 
-    def codes(self, entities: Sequence[str | None]) -> np.ndarray:
+    def _qkey(self, ent: np.ndarray, at: np.ndarray, side: str) -> np.ndarray:
+        """Keys such that searchsorted(left) counts events ``<= at`` (right) or ``< at`` (left)."""
+        base = np.maximum(ent, 0) * self._span
+        if self._times is None:
+            clamped = np.clip(at, self._lo, self._hi) - self._lo
+            return base + (clamped + 1 if side == "right" else clamped)
+        return base + _searchsorted(self._times, at, side)
+
+    def count_le(self, ent: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """Per query: how many events sort before ``(ent, t <= at)`` (global positions)."""
+        return _searchsorted(self._key, self._qkey(ent, at, "right"), "left")
+
+    def count_lt(self, ent: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """Per query: how many events sort before ``(ent, t < at)``."""
+        return _searchsorted(self._key, self._qkey(ent, at, "left"), "left")
+
+    def codes(self, entities: np.ndarray) -> np.ndarray:
         """Entity codes of query entities (-1 for unknown ones)."""
         if self.n == 0:
             return np.full(len(entities), -1, dtype=I64)
         return np.asarray(self.index.get_indexer(np.asarray(entities, dtype=object)), dtype=I64)
 
-    def count_le(self, ent: np.ndarray, at: np.ndarray) -> np.ndarray:
-        """Per query: how many events sort before ``(ent, t <= at)`` (global positions)."""
-        rank = np.searchsorted(self._times, at, side="right")
-        return np.searchsorted(self._key, np.maximum(ent, 0) * self._span + rank, side="left")
 
-    def count_lt(self, ent: np.ndarray, at: np.ndarray) -> np.ndarray:
-        """Per query: how many events sort before ``(ent, t < at)``."""
-        rank = np.searchsorted(self._times, at, side="left")
-        return np.searchsorted(self._key, np.maximum(ent, 0) * self._span + rank, side="left")
+class Timeline:
+    """Events of one feature, sorted by (entity, time, arrival)."""
+
+    def __init__(
+        self,
+        entities: np.ndarray,
+        t: np.ndarray,
+        values: np.ndarray,
+        ordering: Ordering | None = None,
+    ) -> None:
+        self.ordering = ordering if ordering is not None else Ordering(entities, t)
+        o = self.ordering
+        self.ent = o.ent
+        self.t = o.t
+        self.values: np.ndarray = values[o.order]
+        self.order = o.order
+        self.index = o.index
+        self.n = o.n
+        self.count_le = o.count_le
+        self.count_lt = o.count_lt
+        self.codes = o.codes
 
     def same(self, pos: np.ndarray, ent: np.ndarray) -> np.ndarray:
         """Mask: ``pos`` is a valid event index of entity ``ent``."""
-        ok = (pos >= 0) & (pos < self.n) & (ent >= 0)
-        safe = np.clip(pos, 0, max(self.n - 1, 0))
         if self.n == 0:
             return np.zeros(len(pos), dtype=bool)
-        return ok & (self.ent[safe] == ent)
+        ok = (pos >= 0) & (pos < self.n) & (ent >= 0)
+        safe = np.clip(pos, 0, self.n - 1)
+        return np.asarray(ok & (self.ent[safe] == ent), dtype=bool)
 
 
 def _segments(*keys: np.ndarray) -> np.ndarray:
@@ -158,6 +207,13 @@ class WindowIndex:
         if AggrFn.COUNT in self.fns:
             out[AggrFn.COUNT] = (count, every)
         if not self.numeric:
+            return out
+        if tl.n == 0:
+            zeros = np.zeros(len(at), dtype=self.x.dtype)
+            for fn in self.fns:
+                if fn is not AggrFn.COUNT:
+                    shown = zeros.astype("float64") if fn is AggrFn.AVG else zeros
+                    out[fn] = (shown, every if fn is AggrFn.SUM else nonempty)
             return out
         k = (at // self.g) // self.nb
         last = max(tl.n - 1, 0)

@@ -273,4 +273,3 @@ def primitive_of(node: ast.expr | None, optional_ok: bool = True) -> Primitive |
         if element is not None and not element.is_list:
             return element.list_of
     return None
-

@@ -23,6 +23,7 @@ any other RaptorError             400    INVALID_ARGUMENT        INVALID_ARGUMEN
 PayloadTooLarge (REST only)       413    PAYLOAD_TOO_LARGE       RESOURCE_EXHAUSTED
 UnsupportedMediaType (REST only)  415    UNSUPPORTED_MEDIA_TYPE  INVALID_ARGUMENT
 MethodNotAllowed (REST only)      405    METHOD_NOT_ALLOWED      UNIMPLEMENTED
+ClientDisconnected (REST only)    499    CANCELLED               CANCELLED
 DataSourceKindError (push API)    409    FAILED_PRECONDITION     FAILED_PRECONDITION
 anything else (a Raptor bug)      500    INTERNAL                INTERNAL
 ================================  =====  ======================  ======================
@@ -39,6 +40,8 @@ Decisions:
 * ``NotReady`` (an asset that is deployed but invalid, or whose builder is unavailable) and
   ``StateUnavailable`` are both ``503 UNAVAILABLE``; only the latter carries ``Retry-After``
   because retrying helps within seconds.
+* A client that hangs up while sending its body gets no answer; ``499`` (nginx's "client closed
+  request") only shows in metrics, and it is not logged as an internal error.
 * Errors are matched on the exception's MRO, most specific class first, so a new subclass of
   e.g. ``InvalidArgument`` gets its parent's row without touching this table.
 """
@@ -63,6 +66,7 @@ from raptor.errors import (
 )
 
 __all__ = [
+    "ClientDisconnected",
     "DataSourceKindError",
     "MethodNotAllowed",
     "PayloadTooLarge",
@@ -111,6 +115,10 @@ class MethodNotAllowed(ProtocolError):
         self.allowed = allowed
 
 
+class ClientDisconnected(ProtocolError):
+    """The client went away before it finished sending the request."""
+
+
 class DataSourceKindError(RaptorError):
     """Rows were pushed to a DataSource whose kind is not ``push``."""
 
@@ -133,6 +141,7 @@ _TABLE: dict[type[BaseException], WireStatus] = {
     PayloadTooLarge: WireStatus(413, "PAYLOAD_TOO_LARGE", "RESOURCE_EXHAUSTED"),
     UnsupportedMediaType: WireStatus(415, "UNSUPPORTED_MEDIA_TYPE", "INVALID_ARGUMENT"),
     MethodNotAllowed: WireStatus(405, "METHOD_NOT_ALLOWED", "UNIMPLEMENTED"),
+    ClientDisconnected: WireStatus(499, "CANCELLED", "CANCELLED"),
     ProtocolError: _INVALID,
 }
 

@@ -17,8 +17,13 @@ Design: each route is a coroutine ``(request) -> Reply`` with ``Reply = (status,
 headers)``, framework-free, wrapped once by :meth:`_Api.route` (error translation, latency
 metric). Starlette does the routing, including JSON 404/405 answers. The two hot routes, Get and
 batchGet, are also dispatched by :class:`RestApp` straight from the ASGI scope, skipping
-Starlette's middleware stack, router and Request/Response objects (measured: see
-``bench/bench_rest.py``); they run the very same route coroutines.
+Starlette's middleware stack, router and Request/Response objects; they run the very same route
+coroutines. Measured in-process on the benchmark machine, one Get costs 12 µs through the raw
+dispatcher (5.5 µs of it in the engine) against 28 µs through Starlette: about a fifth of the
+server's whole CPU time per request (``bench/bench_rest.py`` measures end to end).
+
+Metrics are recorded inside the route wrapper (no middleware): one pre-bound timer per route and
+method, one counter list per feature (:mod:`raptor.server.metrics`).
 """
 
 from __future__ import annotations
@@ -47,7 +52,16 @@ from raptor.server.errors import (
     MethodNotAllowed,
     error_document,
 )
-from raptor.server.metrics import CONTENT_TYPE, ERROR, HIT, MISS, PROGRAM_ERROR, STALE, Metrics
+from raptor.server.metrics import (
+    CONTENT_TYPE,
+    ERROR,
+    HIT,
+    MISS,
+    PROGRAM_ERROR,
+    STALE,
+    FeatureCounts,
+    Metrics,
+)
 from raptor.server.openapi import openapi_document
 from raptor.server.push import parse_rows
 from raptor.server.wire import (
@@ -185,27 +199,23 @@ class _Api:
         sels = list(dict.fromkeys(parse_selector(s) for s in raw))
         rows = await self.engine.get_many(sels, entities)
         names = [str(s) for s in sels]
-        counts = [self.metrics.feature(s.fqn) for s in sels] if self.metrics is not None else None
+        metrics = self.metrics
+        counts = [metrics.feature(s.fqn) if metrics is not None else FeatureCounts() for s in sels]
         results = []
         for keys, row in zip(entities, rows, strict=True):
             values: dict[str, Any] = {}
-            for j, cell in enumerate(row):
+            for name, cell, c in zip(names, row, counts, strict=True):
                 if type(cell) is FeatureValue:
                     value = cell.value
-                    if counts is not None:
-                        counts[j][MISS if value is None else HIT if cell.fresh else STALE] += 1
-                    values[names[j]] = {
-                        "value": value,
-                        "timestamp": cell.timestamp,
-                        "fresh": cell.fresh,
-                    }
+                    fresh = cell.fresh
+                    c[MISS if value is None else HIT if fresh else STALE] += 1
+                    values[name] = {"value": value, "timestamp": cell.timestamp, "fresh": fresh}
                 else:
                     assert isinstance(cell, RaptorError)
-                    if counts is not None:
-                        counts[j][ERROR] += 1
-                        if isinstance(cell, ProgramRuntimeError):
-                            counts[j][PROGRAM_ERROR] += 1
-                    values[names[j]] = error_document(cell)[1]
+                    c[ERROR] += 1
+                    if isinstance(cell, ProgramRuntimeError):
+                        c[PROGRAM_ERROR] += 1
+                    values[name] = error_document(cell)[1]
             results.append({"keys": keys, "values": values})
         return 200, dumps({"selectors": names, "results": results}), [_JSON]
 

@@ -22,6 +22,7 @@ of :mod:`raptor.server.rest` share it.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +31,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from raptor.errors import InvalidArgument
-from raptor.server.errors import PayloadTooLarge, UnsupportedMediaType
+from raptor.server.errors import ClientDisconnected, PayloadTooLarge, UnsupportedMediaType
 
 __all__ = [
     "JSON_TYPES",
@@ -67,12 +68,23 @@ def _std_default(obj: Any) -> Any:
     return _default(obj)
 
 
+def _finite(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as null, as orjson writes them (fallback path only)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def dumps(obj: Any) -> bytes:
     """Encode a response body (see the module docstring for the datetime form)."""
     try:
         return orjson.dumps(obj, default=_default, option=_OPTIONS)
-    except orjson.JSONEncodeError:
-        return json.dumps(obj, default=_std_default, separators=(",", ":")).encode()
+    except orjson.JSONEncodeError:  # integers past 64 bits
+        return json.dumps(_finite(obj), default=_std_default, separators=(",", ":")).encode()
 
 
 def loads(body: bytes, what: str = "request body") -> Any:
@@ -111,7 +123,7 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int) -> bytes:
     """Read the whole request body, refusing it (413) as soon as it is known to exceed
-    ``limit`` bytes. A client that disconnects mid-body raises ``ConnectionError``."""
+    ``limit`` bytes. A client that disconnects mid-body raises :class:`ClientDisconnected`."""
     declared = _content_length(headers)
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
@@ -121,7 +133,7 @@ async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit:
         message = await receive()
         kind = message["type"]
         if kind == "http.disconnect":
-            raise ConnectionError("client disconnected while sending the body")
+            raise ClientDisconnected("client disconnected while sending the body")
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)

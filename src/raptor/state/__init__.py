@@ -2,7 +2,7 @@
 
 The engine decides *what* to store (type checks, freshness, which window); a :class:`StateStore`
 only stores and returns it. Every backend passes the same conformance suite
-(:func:`raptor.testing.state_store_conformance`): the in-memory reference
+(:class:`raptor.testing.StateStoreConformance`): the in-memory reference
 (:class:`raptor.state.memory.MemoryStateStore`) and Redis run the very same tests.
 
 Contract, for every backend:

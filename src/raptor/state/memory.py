@@ -249,7 +249,7 @@ class MemoryStateStore:
         pending = state.pending
         g = window.granularity
         oldest = at // g - window.buckets + 1
-        while pending:
+        while pending and pending[0][0] <= at:
             t, _, x = heapq.heappop(pending)
             b = t // g
             if b < oldest:

@@ -1,0 +1,293 @@
+"""Per event: payload → row → every bound feature's program → state mutations (SPEC 4.5).
+
+:class:`EventProcessor` is built once per (DataSource, catalog) and turns a batch of
+:class:`~raptor.runners.source.Message` into, per message, either the state mutations it
+causes or a :class:`~raptor.runners.source.DeadLetter` with a :class:`Reason`:
+
+1. **decode** — the body is a JSON object (msgspec); a Redis entry without a payload field
+   is its flat string fields. Anything else is ``undecodable``. With an inline JSON schema
+   on the DataSource (``spec.schema`` as an object, or JSON text of one) the row is validated
+   (``schema``); a schema given by reference (a URL, a ``.proto#Message``) is not fetched and
+   not enforced (logged once).
+2. **flatten** nested objects to ``a.b`` keys while keeping the nested form
+   (:func:`raptor.engine.ingest.flatten_row`, the same code the push API uses).
+3. **event time** from ``timestampField`` (RFC 3339 or epoch seconds/ms). Missing:
+   ``missing-timestamp`` unless the DataSource sets ``timestamp_fallback: broker``, which uses
+   the broker's time and counts it (``raptor_ingest_broker_time_total``); unparsable:
+   ``bad-timestamp``. A DataSource without ``timestampField`` uses the broker time (or the
+   clock when the broker has none).
+4. **keys** from the row by each feature's key names (``missing-key``), then every program
+   bound to the DataSource runs with ``ctx.timestamp`` = event time, in the engine's program
+   executor (one worker hop per batch, each call under the engine's hard limit). A program
+   that raises is ``program-error``; one whose value does not match ``spec.primitive`` is
+   ``wrong-type``.
+5. **mutations** with ``Update`` semantics (SPEC 4.4): windowed features add to the window,
+   list features append, scalars set; scalar writes older than ``staleness`` are dropped
+   from online state.
+
+An event is all-or-nothing: if any of its features fails, none of its mutations is written
+and the whole event goes to the dead letter, so replaying a dead letter never double-counts.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from raptor.api.assets import DataSourceDef
+from raptor.api.names import encode_entity
+from raptor.api.timeutil import from_micros, parse_timestamp, to_micros
+from raptor.engine.catalog import FeatureRuntime
+from raptor.engine.engine import Engine
+from raptor.engine.ingest import flatten_row
+from raptor.engine.programs import Context, ProgramResult
+from raptor.errors import InvalidArgument, MissingKeyError, RaptorError
+from raptor.runners.source import DeadLetter, Message
+from raptor.state import ValueWrite, WindowAdd, WriteOp
+
+__all__ = ["EventOutcome", "EventProcessor", "Reason"]
+
+log = logging.getLogger("raptor.runners")
+
+_decode = msgspec.json.decode
+
+
+class Reason(enum.StrEnum):
+    """Why a message went to the dead letter (the ``reason`` label of the metric)."""
+
+    UNDECODABLE = "undecodable"
+    SCHEMA = "schema"
+    MISSING_KEY = "missing-key"
+    MISSING_TIMESTAMP = "missing-timestamp"
+    BAD_TIMESTAMP = "bad-timestamp"
+    PROGRAM_ERROR = "program-error"
+    WRONG_TYPE = "wrong-type"
+
+
+Mutation = ValueWrite | WindowAdd
+
+
+@dataclass(slots=True)
+class EventOutcome:
+    """What one message became: its mutations, or the dead letter (then ``mutations`` is
+    empty). ``broker_time_used`` flags the fallback event time."""
+
+    message: Message
+    mutations: list[Mutation]
+    dead: DeadLetter | None = None
+    broker_time_used: bool = False
+
+
+class _Poison(Exception):
+    def __init__(self, reason: Reason, error: str) -> None:
+        self.reason = reason
+        self.error = error
+
+
+def _no_lookup(selector: str, keys: Mapping[str, str] | None) -> tuple[Any, datetime | None]:
+    raise InvalidArgument(
+        f"ctx.get_feature({selector!r}) is not available while ingesting events; "
+        "use a sourceless feature to combine features"
+    )
+
+
+def _schema_validator(source: DataSourceDef) -> Any:
+    """A ``jsonschema_rs`` validator for an inline object schema, else None (logged)."""
+    schema = source.schema
+    if isinstance(schema, str):
+        text = schema.strip()
+        if not text.startswith("{"):
+            if text:
+                log.info(
+                    "DataSource %s: schema %r is a reference; rows are not validated against it",
+                    source.fqn,
+                    text[:100],
+                )
+            return None
+        try:
+            schema = json.loads(text)
+        except ValueError as exc:
+            log.warning("DataSource %s: schema is not valid JSON (%s); not enforced", source.fqn, exc)
+            return None
+    if not isinstance(schema, Mapping):
+        return None
+    try:
+        import jsonschema_rs
+    except ImportError as exc:
+        raise ImportError(
+            f"DataSource {source.fqn} has a JSON schema; validating it needs jsonschema-rs: "
+            "pip install 'raptor[streaming]'"
+        ) from exc
+    try:
+        return jsonschema_rs.validator_for(dict(schema))
+    except Exception as exc:  # a broken schema is reported, not enforced
+        log.warning("DataSource %s: invalid JSON schema (%s); not enforced", source.fqn, exc)
+        return None
+
+
+class EventProcessor:
+    """Turns messages of one DataSource into mutations (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        source: DataSourceDef,
+        *,
+        broker_time_fallback: bool = False,
+        payload_field: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.source = source
+        self.features: list[FeatureRuntime] = [
+            f for f in engine.catalog.features_of(source.fqn) if f.program is not None
+        ]
+        self.ts_field = source.timestamp_field
+        self.fallback = broker_time_fallback
+        self.payload_field = payload_field
+        self.validator = _schema_validator(source)
+
+    def decode(self, message: Message, now: int) -> tuple[dict[str, Any], int, bool]:
+        """The flattened row, its event time (µs) and whether the broker time was used."""
+        payload = message.payload
+        if isinstance(payload, bytes | bytearray | memoryview):
+            try:
+                raw = _decode(payload)
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                raise _Poison(Reason.UNDECODABLE, f"the message is not JSON: {exc}") from None
+        else:
+            raw = dict(payload)
+        if not isinstance(raw, dict):
+            raise _Poison(
+                Reason.UNDECODABLE, f"expected a JSON object, got {type(raw).__name__}"
+            )
+        if self.validator is not None:
+            errors = [str(e) for e in self.validator.iter_errors(raw)]
+            if errors:
+                raise _Poison(Reason.SCHEMA, "; ".join(errors[:5]))
+        row = flatten_row(raw)
+        ts_field = self.ts_field
+        if ts_field:
+            stamp = row.get(ts_field)
+            if stamp is None:
+                if self.fallback and message.broker_time is not None:
+                    return row, message.broker_time, True
+                raise _Poison(
+                    Reason.MISSING_TIMESTAMP, f"the row has no timestamp field {ts_field!r}"
+                )
+            try:
+                return row, to_micros(parse_timestamp(stamp)), False
+            except (ValueError, OverflowError) as exc:
+                raise _Poison(Reason.BAD_TIMESTAMP, f"field {ts_field!r}: {exc}") from None
+        if message.broker_time is not None:
+            return row, message.broker_time, True
+        return row, now, False
+
+    async def process(self, messages: Sequence[Message]) -> list[EventOutcome]:
+        """One outcome per message, in order."""
+        engine = self.engine
+        now = engine.clock.now_micros()
+        features = self.features
+        outcomes: list[EventOutcome] = []
+        calls: list[tuple[Any, Mapping[str, Any], Context]] = []
+        owners: list[tuple[int, FeatureRuntime, dict[str, str], int]] = []
+        for msg in messages:
+            out = EventOutcome(msg, [])
+            outcomes.append(out)
+            try:
+                row, event_time, used = self.decode(msg, now)
+                out.broker_time_used = used
+                when = from_micros(event_time)
+                for rt in features:
+                    names = rt.defn.keys
+                    keys: dict[str, str] = {}
+                    for name in names:
+                        v = row.get(name)
+                        if v is None:
+                            raise _Poison(
+                                Reason.MISSING_KEY,
+                                f"feature {rt.fqn} needs key {name!r} (keys: {', '.join(names)})",
+                            )
+                        keys[name] = v if type(v) is str else str(v)
+                    ctx = Context(rt.fqn, rt.defn.namespace, keys, when, _no_lookup, _no_lookup)
+                    calls.append((rt.program, row, ctx))
+                    owners.append((len(outcomes) - 1, rt, keys, event_time))
+            except _Poison as p:
+                out.dead = DeadLetter(msg, p.reason.value, p.error)
+                # drop the calls already queued for this event
+                while owners and owners[-1][0] == len(outcomes) - 1:
+                    owners.pop()
+                    calls.pop()
+        results = await self._run(calls)
+        for (index, rt, keys, event_time), res in zip(owners, results, strict=True):
+            out = outcomes[index]
+            if out.dead is not None:
+                continue
+            if isinstance(res, RaptorError):
+                reason = Reason.WRONG_TYPE if "spec.primitive" in str(res) else Reason.PROGRAM_ERROR
+                if isinstance(res, MissingKeyError):
+                    reason = Reason.MISSING_KEY
+                out.dead = DeadLetter(out.message, reason.value, str(res))
+                out.mutations.clear()
+                continue
+            self._mutations(out.mutations, rt, keys, event_time, res, now)
+        return outcomes
+
+    async def _run(
+        self, calls: list[tuple[Any, Mapping[str, Any], Context]]
+    ) -> list[ProgramResult | RaptorError]:
+        if not calls:
+            return []
+        engine = self.engine
+        limit = engine.settings.program_hard_limit
+        results = await engine.executor.run_many(calls, limit)
+        # A program stuck past its hard limit leaves the rest of the hop "not run": run them
+        # again (the stuck call itself is reported as its own error).
+        while True:
+            skipped = [
+                i
+                for i, r in enumerate(results)
+                if isinstance(r, RaptorError) and str(r).startswith("not run:")
+            ]
+            if not skipped:
+                return results
+            again = await engine.executor.run_many([calls[i] for i in skipped], limit)
+            for i, r in zip(skipped, again, strict=True):
+                results[i] = r
+
+    @staticmethod
+    def _mutations(
+        out: list[Mutation],
+        rt: FeatureRuntime,
+        keys: dict[str, str],
+        event_time: int,
+        res: ProgramResult,
+        now: int,
+    ) -> None:
+        value = res.value
+        if value is None:
+            return
+        defn = rt.defn
+        if res.keys is not None:
+            keys = {**keys, **res.keys}
+        ts = to_micros(res.timestamp) if res.timestamp is not None else event_time
+        entity = encode_entity(defn.keys, keys, rt.fqn)
+        if defn.aggr:
+            assert defn.window is not None
+            x = value if defn.primitive.numeric else 1
+            out.append(WindowAdd(rt.fqn, entity, defn.window, ((ts, x),)))
+            return
+        if defn.staleness and now - ts > defn.staleness:
+            return
+        if defn.primitive.is_list:
+            # Update on a list appends; a program returning a whole list appends each element.
+            for v in value:
+                out.append(ValueWrite(rt.fqn, entity, WriteOp.APPEND, v, ts, rt.policy))
+        else:
+            out.append(ValueWrite(rt.fqn, entity, WriteOp.SET, value, ts, rt.policy))

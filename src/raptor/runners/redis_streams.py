@@ -1,0 +1,240 @@
+"""Redis Streams source: a consumer group read with ``XREADGROUP``; the only runner module that
+imports ``redis`` (the state store has its own, :mod:`raptor.state.redis`).
+
+Config (SPEC 8.1): ``url`` (``redis://…``, ``rediss://…``), ``stream``, ``consumer_group``
+(default ``raptor.<namespace>.<name>``), optional ``consumer`` (default: the runner's stable
+identity, the host name), ``payload_field`` (default ``data``: the entry field holding the JSON
+row; an entry without it is read as its flat string fields), ``initial_offset``
+(``earliest``/``oldest`` = the whole stream, ``latest``/``newest`` = new entries only; used
+when the group is created), ``claim_idle`` (default ``60s``), ``dead_letter`` (default
+``<stream>.dead``).
+
+Delivery:
+
+* On start the group is created if missing (``MKSTREAM``), then this consumer first re-reads
+  **its own pending entries** (delivered before a crash, never acknowledged), in id order,
+  then new ones (``>``). A restarted runner with the same consumer name thus resumes at once.
+* Pending entries of **other** consumers idle for ``claim_idle`` (a consumer that never came
+  back, e.g. a pod with a new name) are claimed with ``XCLAIM`` and processed first.
+* Partition = ``<stream>@<consumer that first received the entry>``: each consumer receives
+  increasing ids, so positions are ordered per partition even with several replicas in one
+  group; a claimed entry keeps its original partition. Position = the entry id ``ms-seq`` as
+  ``ms`` followed by ``seq`` on 20 digits (ordered as a number). Broker time = the id's ``ms``.
+* ``XACK`` after the state write; dead letters are ``XADD``-ed to the dead letter stream with
+  fields ``reason``, ``error``, ``datasource``, ``partition``, ``position``, ``data``.
+* ``lag`` comes from ``XINFO GROUPS`` (Redis 7+), refreshed every few seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+import redis.asyncio as aredis
+from redis.exceptions import RedisError, ResponseError
+
+from raptor.errors import ManifestError
+from raptor.runners.config import config_duration
+from raptor.runners.dead_letters import dead_letter_record
+from raptor.runners.source import DeadLetter, Message, SourceError, SourceSettings, require
+
+__all__ = ["RedisStreamSource", "stream_position"]
+
+_CLAIM_EVERY = 10.0  # seconds between looks at other consumers' pending entries
+_LAG_EVERY = 5.0
+
+
+def stream_position(entry_id: bytes | str) -> tuple[str, int]:
+    """``(position, broker time µs)`` of a stream entry id. Pure.
+
+    >>> stream_position(b"1700000000000-5")
+    ('170000000000000000000000000005', 1700000000000000)
+    """
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return f"{ms}{int(seq or 0):020d}", int(ms) * 1000
+
+
+class RedisStreamSource:
+    """Consumes one Redis stream through a consumer group (see the module docstring)."""
+
+    prefetch = True
+
+    def __init__(self, settings: SourceSettings) -> None:
+        o = settings.config.options
+        self.url = require(o, "url", "redis")
+        self.stream = require(o, "stream", "redis")
+        self.group = o.get("consumer_group", "").strip() or f"raptor.{settings.data_source}"
+        self.consumer = o.get("consumer", "").strip() or settings.consumer
+        self.payload_field = (o.get("payload_field", "").strip() or "data").encode()
+        initial = o.get("initial_offset", "earliest").strip().lower() or "earliest"
+        if initial not in ("earliest", "oldest", "latest", "newest"):
+            raise ManifestError(
+                f"redis source: initial_offset must be earliest or latest, not {initial!r}",
+                field="spec.config",
+            )
+        self.start_id = "0" if initial in ("earliest", "oldest") else "$"
+        self.claim_idle_ms = int(config_duration(o, "claim_idle", 60.0) * 1000)
+        self.dead_letter_target = settings.config.dead_letter or f"{self.stream}.dead"
+        self.description = f"redis stream {self.stream} (group {self.group}, consumer {self.consumer})"
+        self.data_source = settings.data_source
+        self._client: aredis.Redis | None = None
+        self._own_after: str | None = "0"  # re-reading our pending entries from this id
+        self._next_claim = 0.0
+        self._next_lag = 0.0
+        self._lag: dict[str, int] = {}
+        self._partition = f"{self.stream}@{self.consumer}"
+
+    def _redis(self) -> aredis.Redis:
+        if self._client is None:
+            raise SourceError(f"{self.description}: not started")
+        return self._client
+
+    async def start(self, resume: Mapping[str, str]) -> None:
+        if self._client is None:
+            try:
+                self._client = aredis.Redis.from_url(self.url, socket_connect_timeout=5.0)
+            except ValueError as exc:
+                raise SourceError(f"redis source: bad url: {exc}") from None
+        try:
+            await self._client.xgroup_create(self.stream, self.group, id=self.start_id, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise SourceError(f"{self.description}: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise SourceError(f"{self.description}: {exc}") from exc
+        self._own_after = "0"
+        self._next_claim = 0.0
+
+    async def fetch(self, max_messages: int, timeout: float) -> list[Message]:
+        r = self._redis()
+        try:
+            now = time.monotonic()
+            if now >= self._next_lag:
+                self._next_lag = now + _LAG_EVERY
+                await self._refresh_lag(r)
+            if now >= self._next_claim:
+                self._next_claim = now + _CLAIM_EVERY
+                claimed = await self._claim(r, max_messages)
+                if claimed:
+                    self._next_claim = 0.0  # more may be waiting
+                    return claimed
+            if self._own_after is not None:
+                reply = await r.xreadgroup(
+                    self.group, self.consumer, {self.stream: self._own_after}, count=max_messages
+                )
+                entries = reply[0][1] if reply else []
+                if entries:
+                    last = entries[-1][0]
+                    self._own_after = last.decode() if isinstance(last, bytes) else str(last)
+                    return self._messages(entries, self._partition)
+                self._own_after = None  # caught up with our own pending entries
+            reply = await r.xreadgroup(
+                self.group,
+                self.consumer,
+                {self.stream: ">"},
+                count=max_messages,
+                block=max(1, int(timeout * 1000)),
+            )
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                await self.start({})
+                return []
+            raise SourceError(f"{self.description}: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise SourceError(f"{self.description}: {exc}") from exc
+        if not reply:
+            return []
+        return self._messages(reply[0][1], self._partition)
+
+    async def _claim(self, r: aredis.Redis, max_messages: int) -> list[Message]:
+        """Claim other consumers' entries idle for ``claim_idle`` (grouped by owner)."""
+        pending = await r.execute_command(
+            "XPENDING", self.stream, self.group, "IDLE", self.claim_idle_ms, "-", "+", max_messages
+        )
+        mine = self.consumer.encode()
+        by_owner: dict[bytes, list[bytes]] = {}
+        for entry_id, owner, _idle, _count in pending or ():
+            if owner != mine:
+                by_owner.setdefault(owner, []).append(entry_id)
+        out: list[Message] = []
+        for owner, ids in by_owner.items():
+            entries = await r.xclaim(
+                self.stream, self.group, self.consumer, self.claim_idle_ms, ids
+            )
+            live = [e for e in entries if e and e[1] is not None]
+            gone = [i for i in ids if i not in {e[0] for e in live}]
+            if gone:  # deleted from the stream (XDEL/MAXLEN): nothing to process
+                await r.xack(self.stream, self.group, *gone)
+            out += self._messages(live, f"{self.stream}@{owner.decode()}")
+        return out
+
+    def _messages(self, entries: Sequence[Any], partition: str) -> list[Message]:
+        field = self.payload_field
+        out: list[Message] = []
+        for entry_id, fields in entries:
+            if fields is None:
+                continue
+            position, broker_time = stream_position(entry_id)
+            body = fields.get(field)
+            payload: bytes | Mapping[str, Any]
+            if body is not None:
+                payload = body
+            else:
+                payload = {
+                    (k.decode() if isinstance(k, bytes) else k): (
+                        v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else v
+                    )
+                    for k, v in fields.items()
+                }
+            out.append(Message(payload, partition, position, broker_time, None, entry_id))
+        return out
+
+    async def _refresh_lag(self, r: aredis.Redis) -> None:
+        try:
+            groups = await r.xinfo_groups(self.stream)
+        except (RedisError, OSError):
+            return
+        for g in groups:
+            name = g.get("name")
+            if name in (self.group, self.group.encode()):
+                lag = g.get("lag")
+                if isinstance(lag, int):
+                    self._lag = {self.stream: lag}
+
+    async def ack(self, messages: Sequence[Message]) -> None:
+        if not messages:
+            return
+        try:
+            await self._redis().xack(self.stream, self.group, *[m.handle for m in messages])
+        except (RedisError, OSError) as exc:
+            raise SourceError(f"{self.description}: XACK failed: {exc}") from exc
+
+    async def dead_letter(self, entries: Sequence[DeadLetter]) -> None:
+        r = self._redis()
+        now = time.time_ns() // 1000
+        try:
+            async with r.pipeline(transaction=False) as pipe:
+                for e in entries:
+                    doc = dead_letter_record(e, self.data_source, now)
+                    message = doc.pop("message")
+                    fields: dict[str, str | bytes] = {
+                        k: str(v) for k, v in doc.items() if v is not None
+                    }
+                    fields["data"] = (
+                        message if isinstance(message, str) else msgspec.json.encode(message)
+                    )
+                    pipe.xadd(self.dead_letter_target, fields)  # type: ignore[arg-type]
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise SourceError(f"{self.description}: dead letter XADD failed: {exc}") from exc
+
+    def lag(self) -> Mapping[str, int]:
+        return self._lag
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
