@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import sys
 import time
@@ -29,10 +30,8 @@ import redis
 import redis.asyncio as aredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from servers import RedisServer  # noqa: E402
-
-from raptor.api.windows import WindowSpec  # noqa: E402
-from raptor.state import (  # noqa: E402
+from raptor.api.windows import WindowSpec
+from raptor.state import (
     ValueRead,
     ValueWrite,
     WindowAdd,
@@ -40,7 +39,8 @@ from raptor.state import (  # noqa: E402
     WriteOp,
     WritePolicy,
 )
-from raptor.state.redis import RedisStateStore  # noqa: E402
+from raptor.state.redis import RedisStateStore
+from servers import RedisServer
 
 SECOND = 1_000_000
 MINUTE = 60 * SECOND
@@ -81,10 +81,10 @@ async def run(url: str, port: int, rounds: int, n: int) -> None:
 
     one = [ValueRead(f, "u1") for f in FEATURES]
     hundred = [ValueRead(f, f"u{e}") for e in range(100) for f in FEATURES]
-    key = store.value_key(FEATURES[0], "u1")
+    sync.hset("bench:raw", mapping={"0": b"x" * 30, "1": b"y" * 30})
     r_raw, r_one, r_hundred = [], [], []
     for _ in range(rounds):
-        r_raw.append(await p50(lambda: raw.execute_command("HMGET", key, "0"), n))
+        r_raw.append(await p50(lambda: raw.execute_command("HMGET", "bench:raw", "0"), n))
         r_one.append(await p50(lambda: store.read_batch(one, NOW), n))
         r_hundred.append(await p50(lambda: store.read_batch(hundred, NOW), max(n // 10, 100)))
     print(f"raw redis-py HMGET round trip       p50 {median_of(r_raw)} ms")
@@ -92,29 +92,36 @@ async def run(url: str, port: int, rounds: int, n: int) -> None:
     print(f"read_batch 100 entities x 5 features p50 {median_of(r_hundred)} ms   [<= 2 ms]")
 
     # -- window adds: pipelined batches ------------------------------------------------------
-    for per_add, adds in ((1, 2000), (10, 500)):
+    async def adds_per_second(shape: str, make: Callable[[int], list[WindowAdd]]) -> None:
         rates = []
         for r in range(rounds):
-            batches = []
-            for b in range(5):
-                batch = [
-                    WindowAdd(
-                        "bench.clicks",
-                        f"e{r}-{b}-{i}",
-                        W1H,
-                        [(NOW - k * SECOND, k) for k in range(per_add)],
-                    )
-                    for i in range(adds)
-                ]
-                batches.append(batch)
+            batches = [make(r * 100 + b) for b in range(8)]
+            events = sum(len(a.events) for batch in batches for a in batch)
             start = time.perf_counter()
-            for batch in batches:
-                await store.apply(batch, NOW)
-            elapsed = time.perf_counter() - start
-            rates.append(5 * adds * per_add / elapsed)
-        print(
-            f"window_add {adds} adds x {per_add} event(s) per pipeline  "
-            f"{statistics.median(rates):,.0f} events/s   [>= 100,000]"
+            for i in range(0, len(batches), inflight):  # `inflight` pipelines at a time
+                await asyncio.gather(*(store.apply(b, NOW) for b in batches[i : i + inflight]))
+            rates.append(events / (time.perf_counter() - start))
+        print(f"window_add {shape:<46} {statistics.median(rates):>9,.0f} events/s  [>= 100,000]")
+
+    rng = random.Random(7)
+    for inflight in (1, 4):
+        await adds_per_second(
+            f"2000 entities x 1 event, {inflight} in flight",
+            lambda b: [WindowAdd("bench.a", f"e{b}-{i}", W1H, [(NOW, i)]) for i in range(2000)],
+        )
+        await adds_per_second(
+            f"500 entities x 10 events, {inflight} in flight",
+            lambda b: [
+                WindowAdd("bench.b", f"e{b}-{i}", W1H, [(NOW - k * SECOND, k) for k in range(10)])
+                for i in range(500)
+            ],
+        )
+        await adds_per_second(
+            f"5000 events of 1000 skewed entities, {inflight} in flight",
+            lambda b: [
+                WindowAdd("bench.c", f"e{int(rng.paretovariate(1.2)) % 1000}", W1H, [(NOW, i)])
+                for i in range(5000)
+            ],
         )
 
     # -- long window vs short window reads ---------------------------------------------------

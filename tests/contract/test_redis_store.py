@@ -290,6 +290,14 @@ def streams(draw: st.DrawFn) -> tuple[WindowSpec, list[tuple[str, Any]]]:
                     st.just("add"),
                     st.lists(st.tuples(st.integers(-span, 2 * g), values), min_size=1, max_size=6),
                 ),
+                st.tuples(
+                    st.just("apply"),
+                    st.lists(
+                        st.lists(st.tuples(st.integers(-span, 2 * g), values), max_size=4),
+                        min_size=1,
+                        max_size=3,
+                    ),
+                ),
                 st.tuples(st.just("read"), st.integers(0, 3 * g)),
                 st.tuples(st.just("advance"), st.integers(0, span)),
             ),
@@ -324,6 +332,12 @@ async def test_windows_are_bit_identical_to_the_memory_store(
             got = await store.window_read(fqn, "u", window, at)
             assert _same(got, want), (got, want)
             now = at
+        elif op == "apply":  # several adds to one key in a batch (merged into one call)
+            batch: list[ValueWrite | WindowAdd] = [
+                WindowAdd(fqn, "u", window, [(now + dt, x) for dt, x in add]) for add in arg
+            ]
+            batch.insert(1, ValueWrite(fqn, "u", WriteOp.INCR, 1, now, WritePolicy()))
+            assert await store.apply(batch, now) == await memory.apply(batch, now)
         else:
             events = [(now + dt, x) for dt, x in arg]
             assert await store.window_add(fqn, "u", window, events, now) == (

@@ -60,7 +60,8 @@ SELECTORS = {
 def example() -> Iterator[ModuleType]:
     with Registry():
         spec = importlib.util.spec_from_file_location("churn_example", EXAMPLE)
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         yield module
@@ -184,8 +185,18 @@ def test_raptor_up_serves_the_replayed_values_over_rest(
     http, grpc = _free_port(), _free_port()
     log = (tmp_path / "up.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "raptor", "up", str(folder), "--no-watch",
-         "--http", f"127.0.0.1:{http}", "--grpc", f"127.0.0.1:{grpc}"],
+        [
+            sys.executable,
+            "-m",
+            "raptor",
+            "up",
+            str(folder),
+            "--no-watch",
+            "--http",
+            f"127.0.0.1:{http}",
+            "--grpc",
+            f"127.0.0.1:{grpc}",
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -206,18 +217,34 @@ def test_raptor_up_serves_the_replayed_values_over_rest(
         for name in ("payments", "subscriptions"):
             batch = [row for n, row in rows if n == f"default.{name}"]
             for i in range(0, len(batch), 500):
-                r = client.post(f"/api/v1alpha1/datasources/default/{name}/rows", json=batch[i : i + 500])
+                r = client.post(
+                    f"/api/v1alpha1/datasources/default/{name}/rows", json=batch[i : i + 500]
+                )
                 assert r.status_code < 300, r.text
         checked = 0
-        for sel in ("spend+sum", "spend+count", "spend+avg", "spend+max", "ticket_ratio", "last_merchant", "churned"):
+        for sel in (
+            "spend+sum",
+            "spend+count",
+            "spend+avg",
+            "spend+max",
+            "ticket_ratio",
+            "last_merchant",
+            "churned",
+        ):
             for c in CUSTOMERS:
                 r = client.get(f"/api/v1alpha1/features/{sel}", params={"customer_id": c})
                 assert r.status_code == 200, r.text
                 body = r.json()
                 windowed = sel.startswith("spend") or sel == "ticket_ratio"
-                when = parse_timestamp(body["timestamp"]) if windowed and body["timestamp"] else datetime.now(UTC)
+                when = (
+                    parse_timestamp(body["timestamp"])
+                    if windowed and body["timestamp"]
+                    else datetime.now(UTC)
+                )
                 expected = _replayed(example, [when])[(when, c, sel)]
-                assert _same(body["value"], expected), f"{sel} {c}: served {body!r}, replay {expected!r}"
+                assert _same(body["value"], expected), (
+                    f"{sel} {c}: served {body!r}, replay {expected!r}"
+                )
                 checked += body["value"] is not None
         assert checked > 10
     finally:

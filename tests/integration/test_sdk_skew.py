@@ -20,6 +20,7 @@ Two arrival patterns:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -197,15 +198,16 @@ def _check(s: Scenario, names: list[str]) -> None:
         at = pd.DataFrame(
             {
                 "timestamp": pd.Series(
-                    np.repeat(np.asarray(s.reads, dtype="int64"), len(IDS)).astype(
-                        "datetime64[us]"
-                    )
+                    np.repeat(np.asarray(s.reads, dtype="int64"), len(IDS)).astype("datetime64[us]")
                 ).dt.tz_localize("UTC"),
                 "id": list(IDS) * len(s.reads),
             }
         )
         replayed = {name: features[name].replay(at=at) for name in names}
-    index = {(r, k): i for i, (r, k) in enumerate(zip(np.repeat(s.reads, len(IDS)), at["id"]))}
+    index = {
+        (r, k): i
+        for i, (r, k) in enumerate(zip(np.repeat(s.reads, len(IDS)), at["id"], strict=False))
+    }
     for r, key, sel, value in served:
         name = sel.split("+")[0].split("@")[0]
         want = replayed[name][_column(sel)].iloc[index[(r, key)]]
@@ -220,7 +222,13 @@ def scenarios(draw: st.DrawFn, shuffled: bool) -> Scenario:
     g_ms = draw(st.sampled_from([1000, 2000, 5000, 10_000]))
     over_ms = draw(st.integers(g_ms, 6 * g_ms))
     n = draw(st.integers(0, 40))
-    gaps = draw(st.lists(st.sampled_from([0, 1, 250, 999, 1000, 1700, 4000, 9000, 30_000]), min_size=n, max_size=n))
+    gaps = draw(
+        st.lists(
+            st.sampled_from([0, 1, 250, 999, 1000, 1700, 4000, 9000, 30_000]),
+            min_size=n,
+            max_size=n,
+        )
+    )
     times: list[int] = []
     t = T0 + draw(st.integers(0, 10_000)) * MS
     for gap in gaps:
@@ -244,10 +252,12 @@ def scenarios(draw: st.DrawFn, shuffled: bool) -> Scenario:
         bounds = [T0 - 1, *reads]
         arrival: list[Event] = []
         clocks = []
-        for lo, hi in zip(bounds, bounds[1:], strict=False):
+        for lo, hi in itertools.pairwise(bounds):
             seg = [e for e in events if lo < e.t <= hi]
             seg = draw(st.permutations(seg))
-            cs = sorted(draw(st.lists(st.integers(max(lo, T0), hi), min_size=len(seg), max_size=len(seg))))
+            cs = sorted(
+                draw(st.lists(st.integers(max(lo, T0), hi), min_size=len(seg), max_size=len(seg)))
+            )
             arrival.extend(seg)
             clocks.extend(cs)
         events, clocks = arrival, clocks
@@ -263,9 +273,7 @@ def scenarios(draw: st.DrawFn, shuffled: bool) -> Scenario:
     )
 
 
-_SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @_SETTINGS
@@ -285,20 +293,21 @@ def test_a_skew_is_detected() -> None:
     events = [Event(T0 + i * 1000 * MS, "a", i + 1, float(i)) for i in range(5)]
     s = Scenario(events, [T0 + 10_000 * MS], [e.t for e in events], 5000, 20_000, 7000, 5000)
     _check(s, ["wi"])
-    broken = Scenario(events, s.reads, s.clocks, 5000, 20_000, 7000, 5000)
-    with pytest.raises(AssertionError, match="engine"):
-        frame_events = events[:-1]
-        frame = _frame(frame_events)
-        with Registry():
-            features = _features(broken, frame)
-            served = asyncio.run(_served(broken, features, ["wi"]))
-            at = pd.DataFrame(
-                {
-                    "timestamp": pd.Series(np.asarray(s.reads, dtype="int64").astype("datetime64[us]")).dt.tz_localize("UTC"),
-                    "id": ["a"],
-                }
-            )
-            rep = features["wi"].replay(at=at)
-        for r, key, sel, value in served:
-            if key == "a":
-                assert _same(value, rep[_column(sel)].iloc[0]), f"{sel}: engine {value!r}"
+    with Registry():
+        features = _features(s, _frame(events[:-1]))  # the replay misses the last event
+        served = asyncio.run(_served(s, features, ["wi"]))
+        at = pd.DataFrame(
+            {
+                "timestamp": pd.Series(
+                    np.asarray(s.reads, dtype="int64").astype("datetime64[us]")
+                ).dt.tz_localize("UTC"),
+                "id": ["a"],
+            }
+        )
+        rep = features["wi"].replay(at=at)
+    skewed = [
+        sel
+        for _, key, sel, value in served
+        if key == "a" and not _same(value, rep[_column(sel)].iloc[0])
+    ]
+    assert skewed == ["wi+sum", "wi+count", "wi+max", "wi+avg"]

@@ -86,7 +86,9 @@ def test_data_source_returns_the_class_with_its_record(reg: Registry) -> None:
 def test_production_configs_become_data_source_kinds_and_config(reg: Registry) -> None:
     @data_source(
         keys="id",
-        production_config=StreamingConfig(kind="kafka", brokers=["k1:9092", "k2:9092"], topics="tx"),
+        production_config=StreamingConfig(
+            kind="kafka", brokers=["k1:9092", "k2:9092"], topics="tx"
+        ),
     )
     class Stream(TypedDict):
         id: str
@@ -100,7 +102,11 @@ def test_production_configs_become_data_source_kinds_and_config(reg: Registry) -
     assert s.config_value("kind") == "kafka"
     assert s.config_value("brokers") == "k1:9092,k2:9092"
     r = Lookup.raptor.definition  # type: ignore[attr-defined]
-    assert (r.kind, r.config_value("url"), r.config_value("method")) == ("rest", "http://x/{key:id}", "GET")
+    assert (r.kind, r.config_value("url"), r.config_value("method")) == (
+        "rest",
+        "http://x/{key:id}",
+        "GET",
+    )
     assert PushConfig().data_source_kind == "push"
 
 
@@ -117,7 +123,8 @@ def test_feature_records_a_definition_and_stays_callable(reg: Registry) -> None:
     assert total_spend({"amount": 2.5}, None) == 2.5
     assert total_spend.__name__ == "total_spend"
     d = total_spend.definition
-    assert d.fqn == "default.total_spend" and d.name == "total-spend"
+    assert d.fqn == "default.total_spend"
+    assert d.name == "total-spend"
     assert d.aggr == (AggrFn.SUM, AggrFn.COUNT, AggrFn.AVG)
     assert (d.freshness, d.staleness) == (HOUR, 10 * HOUR)
     assert d.data_source == "default.bank_transaction"
@@ -147,7 +154,8 @@ def test_exported_code_is_the_function_source_without_decorators(reg: Registry) 
     assert "@" not in code
     d = merchant.definition
     assert (d.freshness, d.staleness, d.timeout) == (MINUTE, HOUR, 2_000_000)
-    assert d.keep_previous is not None and d.keep_previous.over == 24 * HOUR
+    assert d.keep_previous is not None
+    assert d.keep_previous.over == 24 * HOUR
     assert dict(d.labels) == {"team": "risk"}
     assert merchant.columns()[1:] == ["default.merchant@-1", "default.merchant@-2"]
 
@@ -164,7 +172,8 @@ def test_namespace_and_runtime_reach_the_manifest(reg: Registry) -> None:
 
     d = ratio.definition
     assert d.fqn == "fraud_team.ratio"
-    assert d.runtime == "science" and d.packages == ("numpy>=1.2",)
+    assert d.runtime == "science"
+    assert d.packages == ("numpy>=1.2",)
     assert to_manifest(d)["metadata"]["namespace"] == "fraud-team"
 
 
@@ -273,7 +282,7 @@ def _datetime_class(src: type) -> None:
     @feature(data_source=src)
     @freshness("1m")
     def d(row, ctx) -> int:
-        return datetime.now().hour  # noqa: DTZ005
+        return datetime.now().hour
 
 
 def _no_annotation(src: type) -> None:
@@ -415,7 +424,7 @@ def test_a_cycle_made_by_redefinition_is_rejected(reg: Registry) -> None:
 
         @feature(keys="k")
         @freshness("1m")
-        def a(row, ctx) -> int:  # noqa: F811
+        def a(row, ctx) -> int:
             return ctx.get_feature("b")[0] or 0
 
     assert "b" not in reg.features["default.a"].definition.code
@@ -470,5 +479,7 @@ def test_model_checks_its_trainer_and_selectors(reg: Registry) -> None:
 
     d = ok.definition
     assert [str(s) for s in d.features] == ["default.spend+sum", "default.spend+count"]
-    assert str(d.key_feature) == "default.spend+sum" and d.model_framework == "sklearn"
-    assert "sklearn" in repr(ok) and math.isclose(d.staleness / d.freshness, 2)
+    assert str(d.key_feature) == "default.spend+sum"
+    assert d.model_framework == "sklearn"
+    assert "sklearn" in repr(ok)
+    assert math.isclose(d.staleness / d.freshness, 2)

@@ -22,7 +22,12 @@ FRAME = pd.DataFrame(
     {
         "user": ["a", "b", "a", "b"],
         "ts": pd.to_datetime(
-            ["2024-01-01T00:00:00Z", "2024-01-01T00:01:00Z", "2024-01-01T00:02:00Z", "2024-01-01T00:03:00Z"]
+            [
+                "2024-01-01T00:00:00Z",
+                "2024-01-01T00:01:00Z",
+                "2024-01-01T00:02:00Z",
+                "2024-01-01T00:03:00Z",
+            ]
         ),
         "amount": [1.0, 5.0, 2.0, 7.0],
         "fraud": [0, 1, 0, 1],
@@ -75,7 +80,8 @@ def _define():  # type: ignore[no-untyped-def]
 def test_feature_manifest_is_yaml_with_the_code_as_a_block(reg: Registry) -> None:
     spend, _ = _define()
     doc = yaml.safe_load(spend.manifest())
-    assert doc["kind"] == "Feature" and doc["spec"]["builder"]["aggr"] == ["sum", "max"]
+    assert doc["kind"] == "Feature"
+    assert doc["spec"]["builder"]["aggr"] == ["sum", "max"]
     assert "code: |" in spend.manifest()
 
 
@@ -104,7 +110,8 @@ def test_model_export_writes_a_folder_that_validates(reg: Registry, tmp_path: Pa
     assert "$(KUBECTL) apply -k ." in (out / "Makefile").read_text()
     spec = yaml.safe_load((out / "models/detector.yaml").read_text())["spec"]
     assert spec["storageURI"] == (out / "models/detector").resolve().as_uri()
-    assert spec["modelFramework"] == "sklearn" and spec["modelFrameworkVersion"]
+    assert spec["modelFramework"] == "sklearn"
+    assert spec["modelFrameworkVersion"]
     trained, meta = load_artifact(out / "models/detector")
     assert meta["features"] == ["default.spend+sum", "default.risky"]
     assert meta["trainingRows"] == 4
@@ -132,7 +139,7 @@ def test_manifests_lists_every_asset(reg: Registry, tmp_path: Path) -> None:
     assert (tmp_path / "all.yaml").read_text() == text
 
 
-MODULE = '''
+MODULE = """
 from typing import TypedDict
 import pandas as pd
 from raptor import *
@@ -155,10 +162,12 @@ def level(row, ctx) -> float:
 
 if __name__ == "__main__":
     raise SystemExit("the main block must not run on export")
-'''
+"""
 
 
-def test_raptor_export_command_writes_and_validates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_raptor_export_command_writes_and_validates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     module = tmp_path / "defs.py"
     module.write_text(textwrap.dedent(MODULE))
     assert run_export(str(module), str(tmp_path / "out")) == 0
@@ -170,9 +179,13 @@ def test_raptor_export_command_writes_and_validates(tmp_path: Path, capsys: pyte
     assert {"name": "stream", "value": "s"} in ds["spec"]["config"]
 
 
-def test_raptor_export_reports_bad_definitions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_raptor_export_reports_bad_definitions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     module = tmp_path / "bad.py"
-    module.write_text("from raptor import *\n\n@feature(keys='k')\ndef f(row, ctx) -> int:\n    return 1\n")
+    module.write_text(
+        "from raptor import *\n\n@feature(keys='k')\ndef f(row, ctx) -> int:\n    return 1\n"
+    )
     assert run_export(str(module), str(tmp_path / "out")) == 1
     assert "@freshness" in capsys.readouterr().err
     assert run_export(str(tmp_path / "missing.py"), str(tmp_path / "out")) == 2
@@ -182,4 +195,5 @@ def test_artifact_metadata_is_json(reg: Registry, tmp_path: Path) -> None:
     _, detector = _define()
     art = detector.save(tmp_path / "art")
     meta = json.loads((tmp_path / "art/metadata.json").read_text())
-    assert meta["sha256"] == art.metadata["sha256"] and meta["framework"] == "sklearn"
+    assert meta["sha256"] == art.metadata["sha256"]
+    assert meta["framework"] == "sklearn"

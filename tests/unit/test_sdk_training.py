@@ -28,7 +28,10 @@ def reg() -> Registry:
 def _clicks_and_labels(clicks: list[tuple[str, float]], outcomes: list[tuple[str, float, int]]):  # type: ignore[no-untyped-def]
     @data_source(
         training_data=pd.DataFrame(
-            {"user": [u for u, _ in clicks], "ts": pd.to_datetime([at(t) for _, t in clicks], utc=True)}
+            {
+                "user": [u for u, _ in clicks],
+                "ts": pd.to_datetime([at(t) for _, t in clicks], utc=True),
+            }
         ),
         keys="user",
         timestamp="ts",
@@ -146,9 +149,20 @@ def test_multi_key_features_join_on_all_keys(reg: Registry) -> None:
 def test_many_rows_are_all_kept(reg: Registry) -> None:
     rng = np.random.default_rng(0)
     n = 5000
-    clicks = list(zip(rng.choice(["a", "b", "c", "d"], n).tolist(), rng.integers(0, 86_400, n).tolist()))
+    clicks = list(
+        zip(
+            rng.choice(["a", "b", "c", "d"], n).tolist(),
+            rng.integers(0, 86_400, n).tolist(),
+            strict=False,
+        )
+    )
     outcomes = list(
-        zip(rng.choice(["a", "b"], 50).tolist(), rng.integers(0, 86_400, 50).tolist(), [1] * 50)
+        zip(
+            rng.choice(["a", "b"], 50).tolist(),
+            rng.integers(0, 86_400, 50).tolist(),
+            [1] * 50,
+            strict=False,
+        )
     )
     buyer = _clicks_and_labels(clicks, outcomes)
     df = buyer.features_and_labels()

@@ -63,6 +63,15 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default=os.environ.get("RAPTOR_LOG_LEVEL", "info"), help="log level"
     )
 
+    e = sub.add_parser(
+        "export",
+        help="export a module's SDK definitions as manifests (+ models)",
+        description="Import a Python module of SDK definitions and write their manifests, "
+        "model artifacts, a Makefile and a kustomization.yaml to the output folder.",
+    )
+    e.add_argument("module", metavar="FILE.py")
+    e.add_argument("-o", "--out", default="out", help="output folder (default: out)")
+
     g = sub.add_parser("get", help="read a feature value or prediction from a running Raptor")
     g.add_argument("selector")
     g.add_argument("keys", nargs="*", metavar="KEY=VALUE")
@@ -72,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         help="REST base URL (env RAPTOR_URL; default http://127.0.0.1:60001)",
     )
     g.add_argument("--json", action="store_true", help="print the raw JSON answer")
+
+    # --- runner sub-command (owned by the ingestion work, issue 5) ---
+    from raptor.cli.runner import add_runner_parser
+
+    add_runner_parser(sub)
+    # --- end runner sub-command ---
     return p
 
 
@@ -90,6 +105,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from raptor.cli.up import run_up
 
         return run_up(args)
+    # --- runner sub-command (owned by the ingestion work, issue 5) ---
+    if args.command == "runner":
+        from raptor.cli.runner import run_runner
+
+        return run_runner(args)
+    # --- end runner sub-command ---
+    if args.command == "export":
+        from raptor.cli.export import run_export
+
+        return run_export(args.module, args.out)
     if args.command == "get":
         from raptor.cli.get import run_get
 

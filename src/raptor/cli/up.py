@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 __all__ = ["run_up"]
@@ -61,9 +61,20 @@ def run_up(args: argparse.Namespace) -> int:
         )
         return 3
     try:
-        return asyncio.run(_serve(paths, http, grpc_addr, args))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(_serve(paths, http, grpc_addr, args))
     except KeyboardInterrupt:
         return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (the server extra brings it): ~2x the HTTP throughput."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 async def _serve(
@@ -95,6 +106,7 @@ async def _serve(
         log_level="warning",
         access_log=False,
         lifespan="off",
+        http=_http_protocol(),
     )
     server = _quiet_server_class()(config)
     grpc_server = create_grpc_server(
@@ -139,6 +151,15 @@ async def _serve(
     await state.close()
     print("Raptor stopped.", flush=True)
     return 0
+
+
+def _http_protocol() -> str:
+    """httptools (C parser) when installed, else uvicorn's pure-Python h11."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
 
 
 def _quiet_server_class() -> type:

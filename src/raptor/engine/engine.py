@@ -230,16 +230,23 @@ class Engine:
         reads: list[ValueRead | WindowRead] = []
         batched: list[tuple[int, int, FeatureRuntime, Mapping[str, str]]] = []
         slow: list[tuple[int, int]] = []
+        entity_of: dict[tuple[str, ...], str | RaptorError] = {}
         for r, keys in enumerate(entities):
+            entity_of.clear()  # one encoding per key tuple per entity, not per cell
             for c, (sel, target) in enumerate(resolved):
                 if isinstance(target, ModelRuntime):
                     slow.append((r, c))
                     continue
                 defn = target.defn
-                try:
-                    entity = encode_entity(defn.keys, keys, target.fqn)
-                except RaptorError as exc:
-                    grid[r][c] = exc
+                entity = entity_of.get(defn.keys)
+                if entity is None:
+                    try:
+                        entity = encode_entity(defn.keys, keys, target.fqn)
+                    except RaptorError as exc:
+                        entity = exc
+                    entity_of[defn.keys] = entity
+                if isinstance(entity, RaptorError):
+                    grid[r][c] = entity
                     continue
                 if defn.aggr:
                     assert defn.window is not None

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from raptor.api.names import Selector
 from raptor.engine.catalog import FeatureRuntime
@@ -45,9 +45,10 @@ class GetRequest:
     now: int  # epoch microseconds
 
 
-@dataclass(frozen=True, slots=True)
-class FeatureValue:
-    """A value as the accessor returns it (SPEC 5): ``value`` None = no value."""
+class FeatureValue(NamedTuple):
+    """A value as the accessor returns it (SPEC 5): ``value`` None = no value.
+
+    A named tuple (immutable, cheap to build): one is made per cell of every read."""
 
     fqn: str
     selector: str

@@ -103,9 +103,13 @@ def resolve_config(source: DataSourceDef, secrets: Secrets) -> dict[str, str]:
         if c.secret_name is not None:
             value = secrets.read(c.secret_name, c.secret_key or "")
             if value is None:
-                where = [f"environment variable {Secrets.env_name(c.secret_name, c.secret_key or '')}"]
+                where = [
+                    f"environment variable {Secrets.env_name(c.secret_name, c.secret_key or '')}"
+                ]
                 if secrets.secrets_dir is not None:
-                    where.append(f"file {secrets.secrets_dir / c.secret_name / (c.secret_key or '')}")
+                    where.append(
+                        f"file {secrets.secrets_dir / c.secret_name / (c.secret_key or '')}"
+                    )
                 raise ManifestError(
                     f"DataSource {source.namespace}/{source.name}: config {c.name!r} refers to "
                     f"secret {c.secret_name}/{c.secret_key}, which was found neither in "

@@ -114,7 +114,9 @@ def _schema_validator(source: DataSourceDef) -> Any:
         try:
             schema = json.loads(text)
         except ValueError as exc:
-            log.warning("DataSource %s: schema is not valid JSON (%s); not enforced", source.fqn, exc)
+            log.warning(
+                "DataSource %s: schema is not valid JSON (%s); not enforced", source.fqn, exc
+            )
             return None
     if not isinstance(schema, Mapping):
         return None
@@ -164,9 +166,7 @@ class EventProcessor:
         else:
             raw = dict(payload)
         if not isinstance(raw, dict):
-            raise _Poison(
-                Reason.UNDECODABLE, f"expected a JSON object, got {type(raw).__name__}"
-            )
+            raise _Poison(Reason.UNDECODABLE, f"expected a JSON object, got {type(raw).__name__}")
         if self.validator is not None:
             errors = [str(e) for e in self.validator.iter_errors(raw)]
             if errors:

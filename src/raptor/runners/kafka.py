@@ -220,10 +220,10 @@ class KafkaSource:
 
     # -- consuming --------------------------------------------------------------------------
 
-    async def fetch(self, max_messages: int, timeout: float) -> list[Message]:
+    async def fetch(self, max_messages: int, wait: float) -> list[Message]:
         if self._consumer is None:
             raise SourceError(f"{self.description}: not started")
-        return list(await self._call(self._fetch, self._consumer, max_messages, timeout))
+        return list(await self._call(self._fetch, self._consumer, max_messages, wait))
 
     def _fetch(self, consumer: Consumer, n: int, timeout: float) -> list[Message]:
         try:

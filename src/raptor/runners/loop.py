@@ -119,6 +119,8 @@ class StreamRunner:
         self._checkpoints: CheckpointStore | None = (
             store if isinstance(store, CheckpointStore) else None
         )
+        epoch = self.config.checkpoint_epoch
+        self._suffix = f"#{epoch}" if epoch else ""
         self._started = False
         self._healthy = False
         self._stop: asyncio.Event | None = None
@@ -147,15 +149,17 @@ class StreamRunner:
         delay = self.settings.retry_initial
         while not stop.is_set():
             try:
-                resume = (
+                recorded = (
                     await self._checkpoints.positions(self.data_source.fqn)
                     if self._checkpoints is not None
                     else {}
                 )
-                await self.source.start(resume)
+                await self.source.start(self._resume(recorded))
             except RaptorError as exc:
                 self.metrics.error("fetch")
-                log.warning("%s: cannot start %s: %s", self.data_source.fqn, self.source.description, exc)
+                log.warning(
+                    "%s: cannot start %s: %s", self.data_source.fqn, self.source.description, exc
+                )
                 await self._sleep(stop, delay)
                 delay = min(delay * 2, self.settings.retry_max)
                 continue
@@ -169,6 +173,13 @@ class StreamRunner:
             )
             return True
         return False
+
+    def _resume(self, recorded: dict[str, str]) -> dict[str, str]:
+        """Recorded positions of the current ``checkpoint_epoch``, by broker partition."""
+        suffix = self._suffix
+        if not suffix:
+            return {p: pos for p, pos in recorded.items() if "#" not in p}
+        return {p[: -len(suffix)]: pos for p, pos in recorded.items() if p.endswith(suffix)}
 
     @staticmethod
     async def _sleep(stop: asyncio.Event, seconds: float) -> None:
@@ -269,7 +280,9 @@ class StreamRunner:
             except (RaptorError, OSError) as exc:
                 self.metrics.error(stage)
                 self._healthy = False
-                log.warning("%s: %s failed, retrying in %.1fs: %s", self.data_source.fqn, stage, delay, exc)
+                log.warning(
+                    "%s: %s failed, retrying in %.1fs: %s", self.data_source.fqn, stage, delay, exc
+                )
             stop = self._stop
             if stop is not None and stop.is_set():
                 if deadline is None:
@@ -315,7 +328,7 @@ class StreamRunner:
             if pos is None or store is None:
                 plain.extend(o.mutations)
                 continue
-            part = msg.partition
+            part = msg.partition + self._suffix
             if final and position_after(pos, positions.get(part)):
                 positions[part] = pos
             for mut in o.mutations:
@@ -330,4 +343,3 @@ class StreamRunner:
             replay_events = {owners[j] for j, ok in enumerate(fresh) if not ok}
             replayed = len(replay_events - applied_events)
         return replayed
-

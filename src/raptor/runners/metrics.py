@@ -28,7 +28,7 @@ import resource
 import time
 from collections.abc import Iterable, Mapping
 
-__all__ = ["RunnerMetrics", "render", "CONTENT_TYPE"]
+__all__ = ["CONTENT_TYPE", "RunnerMetrics", "render"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -98,9 +98,7 @@ def render(runners: Iterable[RunnerMetrics], *, process: bool = True) -> bytes:
         "updates": _Family(
             "raptor_ingest_updates_total", "counter", "State mutations written by ingestion."
         ),
-        "dead": _Family(
-            "raptor_ingest_dead_letter_total", "counter", "Poison messages by reason."
-        ),
+        "dead": _Family("raptor_ingest_dead_letter_total", "counter", "Poison messages by reason."),
         "broker": _Family(
             "raptor_ingest_broker_time_total",
             "counter",

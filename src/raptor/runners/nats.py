@@ -66,7 +66,9 @@ class NatsSource:
         self.ack_wait = config_duration(o, "ack_wait", 5.0)
         self.max_batch = settings.max_batch
         self.dead_letter_target = settings.config.dead_letter or f"{self.subject}.dead"
-        self.description = f"nats stream {self.stream} subject {self.subject} (durable {self.durable})"
+        self.description = (
+            f"nats stream {self.stream} subject {self.subject} (durable {self.durable})"
+        )
         self.data_source = settings.data_source
         self.consumer_name = settings.consumer
         self._auth = {k: o[k] for k in ("user", "password", "token") if o.get(k)}
@@ -116,12 +118,12 @@ class NatsSource:
         except (NatsError, JetStreamError, OSError) as exc:
             raise SourceError(f"{self.description}: {exc or type(exc).__name__}") from exc
 
-    async def fetch(self, max_messages: int, timeout: float) -> list[Message]:
+    async def fetch(self, max_messages: int, wait: float) -> list[Message]:
         if self._sub is None:
             raise SourceError(f"{self.description}: not started")
         await self._refresh_lag()
         try:
-            msgs = await self._sub.fetch(min(max_messages, self.max_batch), timeout=timeout)
+            msgs = await self._sub.fetch(min(max_messages, self.max_batch), timeout=wait)
         except NatsTimeout:
             return []
         except (NatsError, JetStreamError, OSError) as exc:
@@ -159,7 +161,9 @@ class NatsSource:
                 await m.handle.ack()
             await self._nc.flush(timeout=10)
         except (NatsError, JetStreamError, OSError) as exc:
-            raise SourceError(f"{self.description}: ack failed: {exc or type(exc).__name__}") from exc
+            raise SourceError(
+                f"{self.description}: ack failed: {exc or type(exc).__name__}"
+            ) from exc
 
     async def dead_letter(self, entries: Sequence[DeadLetter]) -> None:
         now = time.time_ns() // 1000

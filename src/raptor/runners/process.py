@@ -105,7 +105,9 @@ class HealthServer:
 async def readiness(runners: Iterable[StreamRunner], state: object) -> list[str]:
     """What keeps the runners from being ready (empty when ready)."""
     problems = [
-        f"{r.data_source.fqn}: not consuming ({r.source.description})" for r in runners if not r.ready
+        f"{r.data_source.fqn}: not consuming ({r.source.description})"
+        for r in runners
+        if not r.ready
     ]
     ping = getattr(state, "ping", None)
     if ping is not None:

@@ -16,13 +16,14 @@ re-applies those messages (see ``docs/ingestion.md``). Broker time = the publish
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
 from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[import-untyped]
 
 from raptor.errors import ManifestError
 from raptor.runners.config import config_duration
@@ -42,11 +43,11 @@ def _clients(emulator: str | None, credentials_file: str | None) -> tuple[Any, A
 
         sub = pubsub_v1.SubscriberClient(
             transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(emulator)),
-            credentials=AnonymousCredentials(),
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         )
         pub = pubsub_v1.PublisherClient(
             transport=PublisherGrpcTransport(channel=grpc.insecure_channel(emulator)),
-            credentials=AnonymousCredentials(),
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         )
         return sub, pub
     if credentials_file:
@@ -93,7 +94,7 @@ class PubSubSource:
                 self._sub, self._pub = _clients(self.emulator, self.credentials_file)
             if self.topic is not None:
                 topic = f"projects/{self.project}/topics/{self.topic}"
-                try:
+                with contextlib.suppress(gexc.AlreadyExists):
                     self._sub.create_subscription(
                         request={
                             "name": self.subscription,
@@ -102,16 +103,14 @@ class PubSubSource:
                         },
                         timeout=30,
                     )
-                except gexc.AlreadyExists:
-                    pass
             self._sub.get_subscription(request={"subscription": self.subscription}, timeout=30)
         except gexc.GoogleAPIError as exc:
             raise SourceError(f"{self.description}: {exc}") from exc
 
-    async def fetch(self, max_messages: int, timeout: float) -> list[Message]:
+    async def fetch(self, max_messages: int, wait: float) -> list[Message]:
         if self._sub is None:
             raise SourceError(f"{self.description}: not started")
-        return await asyncio.to_thread(self._fetch, min(max_messages, 1000), timeout)
+        return await asyncio.to_thread(self._fetch, min(max_messages, 1000), wait)
 
     def _fetch(self, n: int, timeout: float) -> list[Message]:
         try:
@@ -127,9 +126,7 @@ class PubSubSource:
         for rm in reply.received_messages:
             m = rm.message
             published = m.publish_time
-            broker_time = (
-                int(published.timestamp() * 1_000_000) if published is not None else None
-            )
+            broker_time = int(published.timestamp() * 1_000_000) if published is not None else None
             key = m.ordering_key.encode() if m.ordering_key else None
             out.append(
                 Message(bytes(m.data), self.subscription_name, None, broker_time, key, rm.ack_id)
@@ -159,10 +156,8 @@ class PubSubSource:
         now = time.time_ns() // 1000
         try:
             if not self._dead_ready:
-                try:
+                with contextlib.suppress(gexc.AlreadyExists):
                     self._pub.create_topic(request={"name": topic}, timeout=30)
-                except gexc.AlreadyExists:
-                    pass
                 self._dead_ready = True
             futures = [
                 self._pub.publish(

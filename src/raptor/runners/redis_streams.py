@@ -78,7 +78,9 @@ class RedisStreamSource:
         self.start_id = "0" if initial in ("earliest", "oldest") else "$"
         self.claim_idle_ms = int(config_duration(o, "claim_idle", 60.0) * 1000)
         self.dead_letter_target = settings.config.dead_letter or f"{self.stream}.dead"
-        self.description = f"redis stream {self.stream} (group {self.group}, consumer {self.consumer})"
+        self.description = (
+            f"redis stream {self.stream} (group {self.group}, consumer {self.consumer})"
+        )
         self.data_source = settings.data_source
         self._client: aredis.Redis | None = None
         self._own_after: str | None = "0"  # re-reading our pending entries from this id
@@ -99,7 +101,9 @@ class RedisStreamSource:
             except ValueError as exc:
                 raise SourceError(f"redis source: bad url: {exc}") from None
         try:
-            await self._client.xgroup_create(self.stream, self.group, id=self.start_id, mkstream=True)
+            await self._client.xgroup_create(
+                self.stream, self.group, id=self.start_id, mkstream=True
+            )
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise SourceError(f"{self.description}: {exc}") from exc
@@ -108,7 +112,7 @@ class RedisStreamSource:
         self._own_after = "0"
         self._next_claim = 0.0
 
-    async def fetch(self, max_messages: int, timeout: float) -> list[Message]:
+    async def fetch(self, max_messages: int, wait: float) -> list[Message]:
         r = self._redis()
         try:
             now = time.monotonic()
@@ -122,7 +126,7 @@ class RedisStreamSource:
                     self._next_claim = 0.0  # more may be waiting
                     return claimed
             if self._own_after is not None:
-                reply = await r.xreadgroup(
+                reply: Any = await r.xreadgroup(
                     self.group, self.consumer, {self.stream: self._own_after}, count=max_messages
                 )
                 entries = reply[0][1] if reply else []
@@ -136,7 +140,7 @@ class RedisStreamSource:
                 self.consumer,
                 {self.stream: ">"},
                 count=max_messages,
-                block=max(1, int(timeout * 1000)),
+                block=max(1, int(wait * 1000)),
             )
         except ResponseError as exc:
             if "NOGROUP" in str(exc):
@@ -151,11 +155,11 @@ class RedisStreamSource:
 
     async def _claim(self, r: aredis.Redis, max_messages: int) -> list[Message]:
         """Claim other consumers' entries idle for ``claim_idle`` (grouped by owner)."""
-        pending = await r.execute_command(
+        pending: Any = await r.execute_command(  # type: ignore[no-untyped-call]
             "XPENDING", self.stream, self.group, "IDLE", self.claim_idle_ms, "-", "+", max_messages
         )
         mine = self.consumer.encode()
-        by_owner: dict[bytes, list[bytes]] = {}
+        by_owner: dict[bytes, list[Any]] = {}
         for entry_id, owner, _idle, _count in pending or ():
             if owner != mine:
                 by_owner.setdefault(owner, []).append(entry_id)

@@ -101,7 +101,9 @@ def _headers(options: Mapping[str, str]) -> dict[str, str]:
             try:
                 parsed = json.loads(text)
             except ValueError as exc:
-                raise NotReady(f"rest source: config 'headers' is not a JSON object: {exc}") from None
+                raise NotReady(
+                    f"rest source: config 'headers' is not a JSON object: {exc}"
+                ) from None
             if not isinstance(parsed, dict):
                 raise NotReady("rest source: config 'headers' must be a JSON object")
             out.update({str(k): str(v) for k, v in parsed.items()})
@@ -220,7 +222,9 @@ class RestComputer:
         order = feature.defn.keys
         url = render_template(endpoint.url, keys, order, in_url=True)
         shown = _redact(url)
-        headers = {k: render_template(v, keys, order, in_url=False) for k, v in endpoint.headers.items()}
+        headers = {
+            k: render_template(v, keys, order, in_url=False) for k, v in endpoint.headers.items()
+        }
         content: bytes | None = None
         if endpoint.body is not None:
             text = render_template(endpoint.body, keys, order, in_url=False)

@@ -24,7 +24,7 @@ Life cycle, driven by :class:`raptor.runners.loop.StreamRunner`::
 
     await source.start(resume)             # connect, join the group, create what is missing
     while running:
-        batch = await source.fetch(n, timeout)   # at most n messages, [] on timeout
+        batch = await source.fetch(n, wait)   # at most n messages, [] after waiting
         ... decode, run programs, write state with positions ...
         await source.dead_letter(entries)  # poison messages, durably, before the ack
         await source.ack(batch)            # commit/ack only after the state write
@@ -119,8 +119,8 @@ class Source(Protocol):
         position recorded in state."""
         ...
 
-    async def fetch(self, max_messages: int, timeout: float) -> list[Message]:
-        """Up to ``max_messages`` messages, waiting at most ``timeout`` seconds for the first."""
+    async def fetch(self, max_messages: int, wait: float) -> list[Message]:
+        """Up to ``max_messages`` messages, waiting at most ``wait`` seconds for the first."""
         ...
 
     async def ack(self, messages: Sequence[Message]) -> None:
@@ -175,8 +175,7 @@ def open_source(settings: SourceSettings) -> Source:
         if exc.name is not None and exc.name.startswith("raptor"):
             raise
         raise ImportError(
-            f"the {settings.config.broker} source needs {package}: "
-            "pip install 'raptor[streaming]'"
+            f"the {settings.config.broker} source needs {package}: pip install 'raptor[streaming]'"
         ) from exc
     source: Source = getattr(module, cls_name)(settings)
     return source
@@ -196,4 +195,3 @@ def payload_text(message: Message) -> str:
     if isinstance(p, bytes | bytearray | memoryview):
         return bytes(p).decode("utf-8", "backslashreplace")
     return repr(dict(p))
-

@@ -18,30 +18,35 @@ that does not take exactly one ``TrainingContext``.
 from __future__ import annotations
 
 import ast
-import functools
 import inspect
 import re
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from importlib import metadata as importlib_metadata
-from types import FunctionType
 from typing import Any, TypeVar
 
 from raptor.api.assets import DataSourceDef, FeatureDef, KeepPrevious, ModelDef
-from raptor.api.manifests import resolve, to_manifest
 from raptor.api.names import Selector, fqn_of, normalize_name, parse_selector
-from raptor.api.windows import AggrFn, WindowSpec
+from raptor.api.windows import AggrFn
 from raptor.engine.catalog import check_dependency
-from raptor.engine.programs import Program, compile_program, find_cycle
+from raptor.engine.programs import compile_program, find_cycle
 from raptor.errors import ManifestError, SelectorError
 from raptor.sdk.artifacts import normalize_framework
+from raptor.sdk.checks import (
+    check_dependencies,
+    check_free_names,
+    check_trainer,
+    fail,
+    import_names,
+    round_trip,
+    timing,
+)
 from raptor.sdk.data_sources import DataSource, json_schema, typed_dict_fields
 from raptor.sdk.features import Feature
 from raptor.sdk.models import Model
 from raptor.sdk.registry import Registry, current_registry
-from raptor.sdk.source import FunctionSource, free_names, function_source, location
+from raptor.sdk.source import FunctionSource, function_source, location
 from raptor.sdk.types import (
     AggregationFunction,
     DefinitionError,
@@ -93,13 +98,9 @@ def _options(target: Any) -> _Options:
     return _Options()
 
 
-def _fail(where: str, what: str, message: str) -> DefinitionError:
-    return DefinitionError(f"{where}: {what}: {message}")
-
-
 def _option(option: str, value: Any, target: F) -> F:
     if isinstance(target, Feature | Model):
-        raise _fail(
+        raise fail(
             location(target),
             target.name,
             f"@{option} is above @{'feature' if isinstance(target, Feature) else 'model'}; "
@@ -107,12 +108,12 @@ def _option(option: str, value: Any, target: F) -> F:
         )
     opts = _options(target)
     if getattr(opts, option) is not None:
-        raise _fail(location(target), _name_of(target), f"@{option} is given twice")
+        raise fail(location(target), _name_of(target), f"@{option} is given twice")
     setattr(opts, option, value)
     try:
         setattr(target, _ATTR, opts)
     except (AttributeError, TypeError):
-        raise _fail(
+        raise fail(
             location(target), _name_of(target), f"@{option} needs a function or a class"
         ) from None
     return target
@@ -214,7 +215,7 @@ def _k8s_name(python_name: str) -> str:
 def _check_name(name: str, where: str, what: str) -> str:
     k8s = name.replace("_", "-").lower()
     if not _K8S_NAME.match(k8s):
-        raise _fail(
+        raise fail(
             where,
             what,
             f"{name!r} is not a valid name; use letters, digits and single '-' or '_' "
@@ -242,12 +243,10 @@ def data_source(
         where = location(cls)
         label = _name_of(cls)
         if not isinstance(cls, type) or not typing.is_typeddict(cls):
-            raise _fail(
-                where, label, "@data_source decorates a TypedDict class of the row's fields"
-            )
+            raise fail(where, label, "@data_source decorates a TypedDict class of the row's fields")
         opts = _options(cls)
         if opts.aggregation or opts.freshness or opts.keep_previous or opts.runtime:
-            raise _fail(where, label, "a data source takes only @namespace and @labels")
+            raise fail(where, label, "a data source takes only @namespace and @labels")
         registry = current_registry()
         k8s = _check_name(name or _k8s_name(cls.__name__), where, label)
         ns = opts.namespace or "default"
@@ -260,18 +259,18 @@ def data_source(
             ts = "timestamp"
         for k in key_fields:
             if known and k not in known:
-                raise _fail(where, label, f"key {k!r} is not a field of the rows ({_show(known)})")
+                raise fail(where, label, f"key {k!r} is not a field of the rows ({_show(known)})")
         if ts is not None and known and ts not in known:
-            raise _fail(
+            raise fail(
                 where, label, f"timestamp {ts!r} is not a field of the rows ({_show(known)})"
             )
         if ts is None and training_data is not None:
-            raise _fail(
+            raise fail(
                 where, label, "timestamp= must name the event-time field to replay training data"
             )
         config = production_config if production_config is not None else PushConfig()
         if not isinstance(config, StreamingConfig | RestConfig | PushConfig):
-            raise _fail(
+            raise fail(
                 where,
                 label,
                 "production_config must be StreamingConfig(...), RestConfig(...) or PushConfig()",
@@ -279,7 +278,7 @@ def data_source(
         try:
             entries = config.entries()
         except ValueError as exc:
-            raise _fail(where, label, str(exc)) from None
+            raise fail(where, label, str(exc)) from None
         definition = DataSourceDef(
             fqn=fqn_of(ns, k8s),
             namespace=normalize_name(ns),
@@ -292,7 +291,7 @@ def data_source(
             labels=opts.labels or {},
             annotations=_describe(cls.__doc__),
         )
-        _round_trip(definition, where, label)
+        round_trip(definition, where, label)
         ds = DataSource(definition, cls, training_data, fields, where, registry)
         registry.add_data_source(ds)
         cls.raptor = ds  # type: ignore[attr-defined]
@@ -324,16 +323,6 @@ def _describe(doc: str | None) -> dict[str, str]:
     return {DESCRIPTION: inspect.cleandoc(doc)}
 
 
-def _round_trip(definition: DataSourceDef | FeatureDef | ModelDef, where: str, what: str) -> None:
-    """The definition must survive manifest → resolve unchanged (names, durations...)."""
-    try:
-        back = resolve(to_manifest(definition))
-    except ManifestError as exc:
-        raise _fail(where, what, exc.message + (f" ({exc.field})" if exc.field else "")) from None
-    if back != definition:  # pragma: no cover - a bug in to_manifest/resolve, not user error
-        raise _fail(where, what, "the definition does not survive a manifest round trip")
-
-
 def _data_source_of(ref: Any, registry: Registry, ns: str, where: str, what: str) -> DataSource:
     ds = getattr(ref, "raptor", ref)
     if isinstance(ds, DataSource):
@@ -342,87 +331,11 @@ def _data_source_of(ref: Any, registry: Registry, ns: str, where: str, what: str
         found = registry.data_sources.get(fqn_of(ns, ref) if "." not in ref else ref)
         if found is not None:
             return found
-        raise _fail(where, what, f"data source {ref!r} is not defined")
-    raise _fail(where, what, "data_source= must be a @data_source class or its name")
+        raise fail(where, what, f"data source {ref!r} is not defined")
+    raise fail(where, what, "data_source= must be a @data_source class or its name")
 
 
 # --- features ---------------------------------------------------------------------------------
-
-
-_IMPORT_NAMES = {"scikit-learn": "sklearn", "pyyaml": "yaml", "python-dateutil": "dateutil"}
-
-
-@functools.cache
-def _modules_by_distribution() -> dict[str, list[str]]:
-    by_dist: dict[str, list[str]] = {}
-    try:
-        for module, dists in importlib_metadata.packages_distributions().items():
-            for d in dists:
-                by_dist.setdefault(d.lower().replace("_", "-"), []).append(module)
-    except Exception:  # metadata of a broken install: fall back to the names as given
-        return {}
-    return by_dist
-
-
-def _import_names(packages: Sequence[str]) -> set[str]:
-    """Top-level module names provided by pip requirements (``scikit-learn>=1`` → sklearn)."""
-    out: set[str] = set()
-    if not packages:
-        return out
-    by_dist = _modules_by_distribution()
-    for req in packages:
-        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
-        if m is None:
-            continue
-        dist = m.group(1).lower().replace("_", "-")
-        out.update(by_dist.get(dist, ()))
-        out.add(_IMPORT_NAMES.get(dist, dist.replace("-", "_")))
-    return out
-
-
-def _program_globals(program: Program) -> Mapping[str, Any]:
-    func = getattr(program, "_func", None)
-    return func.__globals__ if isinstance(func, FunctionType) else {}
-
-
-def _check_free_names(src: FunctionSource, func: Any, program: Program, what: str) -> None:
-    """Names the function reads from outside itself (module globals, closure variables) must
-    exist, identically, in production's program globals."""
-    engine = _program_globals(program)
-    builtins = engine.get("__builtins__", {})
-    target = inspect.unwrap(func)
-    user: dict[str, Any] = dict(getattr(target, "__globals__", {}))
-    try:
-        user.update(inspect.getclosurevars(target).nonlocals)
-    except (TypeError, ValueError):
-        pass
-    missing: list[str] = []
-    differ: list[str] = []
-    for n in free_names(src.tree):
-        if n in engine:
-            if n in user and user[n] is not engine[n]:
-                differ.append(n)
-        elif not (isinstance(builtins, Mapping) and n in builtins):
-            missing.append(n)
-    if missing:
-        raise _fail(
-            src.where,
-            what,
-            f"the program reads {', '.join(missing)} from outside the function; in production "
-            "it runs alone, so define or import them inside the function",
-        )
-    if differ:
-        hint = ""
-        if "datetime" in differ:
-            hint = (
-                " (in programs `datetime` is the module: use datetime.datetime, or import "
-                "it inside the function)"
-            )
-        raise _fail(
-            src.where,
-            what,
-            f"{', '.join(differ)} means something else in production than in this module{hint}",
-        )
 
 
 def feature(
@@ -443,9 +356,9 @@ def feature(
     def decorate(func: Callable[..., Any]) -> Feature:
         what = f"feature {_name_of(func)}"
         if isinstance(func, Feature | Model):
-            raise _fail(location(func), what, "@feature is applied twice")
+            raise fail(location(func), what, "@feature is applied twice")
         if not callable(func) or isinstance(func, type):
-            raise _fail(location(func), what, "@feature decorates a function def f(row, ctx)")
+            raise fail(location(func), what, "@feature decorates a function def f(row, ctx)")
         src = _source(func, what)
         where = src.where
         opts = _options(func)
@@ -454,39 +367,39 @@ def feature(
         k8s = _check_name(name or src.name, where, what)
         fqn = fqn_of(ns, k8s)
         if fqn in registry.models:
-            raise _fail(
+            raise fail(
                 where, what, f"a model is already named {fqn}; a model is served as a feature"
             )
         ds = (
             None if data_source is None else _data_source_of(data_source, registry, ns, where, what)
         )
         if ds is not None and sourceless_markers_df is not None:
-            raise _fail(where, what, "sourceless_markers_df is for features without a data source")
+            raise fail(where, what, "sourceless_markers_df is for features without a data source")
         key_names = _keys(keys) if keys is not None else (ds.keys if ds is not None else None)
         if key_names is None:
-            raise _fail(where, what, "keys= is required (the entity keys, e.g. keys='customer_id')")
+            raise fail(where, what, "keys= is required (the entity keys, e.g. keys='customer_id')")
         if ds is not None:
             known = set(ds.fields) | set(ds.columns() or ())
             for k in key_names:
                 if known and k not in known:
-                    raise _fail(
+                    raise fail(
                         where,
                         what,
                         f"key {k!r} is not a field of data source {ds.fqn} ({_show(known)}); "
                         "production reads the keys from the row",
                     )
         if len(src.params) != 2 or src.tree.args.vararg or src.tree.args.kwonlyargs:
-            raise _fail(where, what, "the function must take exactly two parameters (row, ctx)")
+            raise fail(where, what, "the function must take exactly two parameters (row, ctx)")
         primitive = primitive_of(src.tree.returns)
         if primitive is None:
             shown = ast.unparse(src.tree.returns) if src.tree.returns is not None else "nothing"
-            raise _fail(
+            raise fail(
                 where,
                 what,
                 f"the return annotation is {shown}; annotate it -> int, float, str, bool, "
                 "datetime or list[...] (it is the feature's primitive)",
             )
-        fresh, stale, timeout, aggr, window = _timing(opts, primitive, where, what)
+        fresh, stale, timeout, aggr, window = timing(opts, primitive, where, what)
         packages, env = opts.runtime or ((), None)
         try:
             program = compile_program(
@@ -495,12 +408,12 @@ def feature(
                 namespace=normalize_name(ns),
                 primitive=primitive,
                 keys=key_names,
-                allowed_imports=_import_names(packages),
+                allowed_imports=import_names(packages),
             )
         except ManifestError as exc:
-            raise _fail(where, what, exc.message.removeprefix(f"feature {fqn}: ")) from None
-        _check_free_names(src, func, program, what)
-        _check_dependencies(program, ds, registry, fqn, where, what)
+            raise fail(where, what, exc.message.removeprefix(f"feature {fqn}: ")) from None
+        check_free_names(src, func, program, what)
+        check_dependencies(program, ds, registry, fqn, where, what)
         definition = FeatureDef(
             fqn=fqn,
             namespace=program.namespace,
@@ -520,7 +433,7 @@ def feature(
             labels=opts.labels or {},
             annotations=_describe(src.docstring),
         )
-        _round_trip(definition, where, what)
+        round_trip(definition, where, what)
         handle = Feature(func, definition, program, src, ds, sourceless_markers_df, registry)
         previous = registry.features.get(fqn)
         registry.add_feature(handle)
@@ -530,7 +443,7 @@ def feature(
                 del registry.features[fqn]
             else:
                 registry.features[fqn] = previous
-            raise _fail(where, what, "dependency cycle: " + " -> ".join([*cycle, cycle[0]]))
+            raise fail(where, what, "dependency cycle: " + " -> ".join([*cycle, cycle[0]]))
         return handle
 
     return decorate
@@ -540,77 +453,14 @@ def _source(func: Callable[..., Any], what: str) -> FunctionSource:
     try:
         return function_source(func)
     except OSError:
-        raise _fail(
+        raise fail(
             location(func),
             what,
             "cannot read the function's source (defined in a plain interpreter or by exec?); "
             "Raptor exports the source as the production program",
         ) from None
     except (SyntaxError, ValueError) as exc:
-        raise _fail(location(func), what, str(exc)) from None
-
-
-def _timing(
-    opts: _Options, primitive: Any, where: str, what: str
-) -> tuple[int, int, int, tuple[AggrFn, ...], WindowSpec | None]:
-    """``(freshness, staleness, timeout, aggr, window)`` from the options."""
-    if opts.aggregation is not None:
-        fns, over, granularity = opts.aggregation
-        if opts.keep_previous is not None:
-            raise _fail(where, what, "@keep_previous cannot be combined with @aggregation")
-        if primitive.is_list:
-            raise _fail(where, what, f"@aggregation needs a scalar type, not {primitive.value}")
-        for fn in fns:
-            if fn is not AggrFn.COUNT and not primitive.numeric:
-                raise _fail(
-                    where,
-                    what,
-                    f"@aggregation {fn.value} needs an int or float return type, not "
-                    f"{primitive.value} (count works for any)",
-                )
-        timeout = 0
-        if opts.freshness is not None:
-            age, stale, timeout = opts.freshness
-            if age != granularity or (stale is not None and stale != over):
-                raise _fail(
-                    where,
-                    what,
-                    "@freshness conflicts with @aggregation: an aggregation's freshness is its "
-                    "granularity and its staleness the window (drop @freshness)",
-                )
-        return granularity, over, timeout, fns, WindowSpec(granularity, over)
-    if opts.freshness is None:
-        raise _fail(
-            where,
-            what,
-            "@freshness(max_age=..., max_stale=...) is missing (or use @aggregation)",
-        )
-    age, stale, timeout = opts.freshness
-    return age, stale if stale is not None else age, timeout, (), None
-
-
-def _check_dependencies(
-    program: Program, ds: DataSource | None, registry: Registry, fqn: str, where: str, what: str
-) -> None:
-    deps = program.dependencies
-    if ds is not None and (deps or program.dynamic_dependencies):
-        raise _fail(
-            where,
-            what,
-            "a feature fed by a data source cannot read other features (production ingestion "
-            "has no ctx.get_feature); read them in a sourceless feature instead",
-        )
-    for dep in deps:
-        if dep.fqn == fqn:
-            raise _fail(where, what, f"the program reads itself ({dep}): a dependency cycle")
-        target = registry.lookup(dep)
-        if target is None:
-            raise _fail(
-                where, what, f"ctx.get_feature({str(dep)!r}): {dep.fqn} is not defined (yet)"
-            )
-        problem = check_dependency(dep, target.definition)
-        if problem:
-            raise _fail(where, what, f"ctx.get_feature: {problem}")
+        raise fail(location(func), what, str(exc)) from None
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -624,7 +474,7 @@ def _selectors(
         if isinstance(item, Feature):
             if len(item.definition.aggr) > 1:
                 choices = ", ".join(f"'{item.name}+{f.value}'" for f in item.definition.aggr)
-                raise _fail(
+                raise fail(
                     where,
                     what,
                     f"{field}: {item.fqn} has several aggregations; name one ({choices})",
@@ -633,38 +483,19 @@ def _selectors(
         elif isinstance(item, str):
             text = item
         else:
-            raise _fail(where, what, f"{field}: expected selectors or features, got {item!r}")
+            raise fail(where, what, f"{field}: expected selectors or features, got {item!r}")
         try:
             sel = parse_selector(text, default_namespace=ns)
         except SelectorError as exc:
-            raise _fail(where, what, f"{field}: {exc}") from None
+            raise fail(where, what, f"{field}: {exc}") from None
         target = registry.features.get(sel.fqn)
         if target is None:
-            raise _fail(where, what, f"{field}: {text!r} names no defined feature")
+            raise fail(where, what, f"{field}: {text!r} names no defined feature")
         problem = check_dependency(sel, target.definition)
         if problem:
-            raise _fail(where, what, f"{field}: {problem}")
+            raise fail(where, what, f"{field}: {problem}")
         out.append((text, sel))
     return out
-
-
-def _check_trainer(src: FunctionSource, where: str, what: str) -> None:
-    a = src.tree.args
-    params = [*a.posonlyargs, *a.args]
-    if len(params) != 1 or a.vararg or a.kwonlyargs or a.kwarg:
-        raise _fail(
-            where,
-            what,
-            f"the trainer must take exactly one parameter (ctx: TrainingContext); it takes "
-            f"({ast.unparse(a)})",
-        )
-    note = params[0].annotation
-    if note is not None:
-        text = ast.unparse(note).strip("'\"")
-        if text.split(".")[-1] != "TrainingContext":
-            raise _fail(
-                where, what, f"the trainer's parameter is annotated {text}, not TrainingContext"
-            )
 
 
 def model(
@@ -686,15 +517,15 @@ def model(
     def decorate(func: Callable[..., Any]) -> Model:
         what = f"model {_name_of(func)}"
         if isinstance(func, Feature | Model):
-            raise _fail(location(func), what, "@model is applied to a feature or model")
+            raise fail(location(func), what, "@model is applied to a feature or model")
         src = _source(func, what)
         where = src.where
-        _check_trainer(src, where, what)
+        check_trainer(src, where, what)
         opts = _options(func)
         if opts.aggregation or opts.keep_previous:
-            raise _fail(where, what, "a model takes no @aggregation or @keep_previous")
+            raise fail(where, what, "a model takes no @aggregation or @keep_previous")
         if opts.freshness is None:
-            raise _fail(
+            raise fail(
                 where, what, "@freshness(max_age=...) is missing (how long a prediction is fresh)"
             )
         registry = current_registry()
@@ -702,12 +533,12 @@ def model(
         k8s = _check_name(src.name, where, what)
         fqn = fqn_of(ns, k8s)
         if fqn in registry.features:
-            raise _fail(
+            raise fail(
                 where, what, f"a feature is already named {fqn}; a model is served as a feature"
             )
         feats = _selectors(_seq(input_features), ns, registry, where, what, "input_features")
         if not feats:
-            raise _fail(where, what, "input_features is empty; a model needs at least one feature")
+            raise fail(where, what, "input_features is empty; a model needs at least one feature")
         labs = _selectors(_seq(input_labels), ns, registry, where, what, "input_labels")
         if key_feature is None:
             key = feats[0]
@@ -716,7 +547,7 @@ def model(
         try:
             framework = normalize_framework(model_framework)
         except ValueError as exc:
-            raise _fail(where, what, str(exc)) from None
+            raise fail(where, what, str(exc)) from None
         needed: list[str] = []
         for _, sel in [*feats, *labs, key]:
             for k in registry.features[sel.fqn].keys:
@@ -725,7 +556,7 @@ def model(
         model_keys = _keys(keys) if keys is not None else tuple(needed)
         missing = [k for k in needed if k not in model_keys]
         if missing:
-            raise _fail(where, what, f"keys= lacks {', '.join(missing)}, which its features need")
+            raise fail(where, what, f"keys= lacks {', '.join(missing)}, which its features need")
         age, stale, timeout = opts.freshness
         definition = ModelDef(
             fqn=fqn,
@@ -744,7 +575,7 @@ def model(
             labels=opts.labels or {},
             annotations=_describe(src.docstring),
         )
-        _round_trip(definition, where, what)
+        round_trip(definition, where, what)
         handle = Model(
             func,
             definition,

@@ -43,7 +43,7 @@ from raptor.errors import NotFound, ProgramRuntimeError, RaptorError
 from raptor.sdk.execution import Events, entity_strings, micros_to_datetimes, run_features
 from raptor.sdk.progress import Progress
 from raptor.sdk.rows import SourceFrame, event_micros, key_strings
-from raptor.sdk.timeline import Ordering, Timeline, ValueIndex, WindowIndex
+from raptor.sdk.timeline import Ordering, Timeline, ValueIndex, WindowIndex, query_order
 
 if TYPE_CHECKING:
     from raptor.sdk.features import Feature
@@ -76,6 +76,14 @@ class Points:
             else:
                 cached = entity_strings([self.keys[k] for k in names], n)
             self._cache[key] = cached
+        return cached
+
+    def order(self, tl: Timeline, names: Sequence[str]) -> np.ndarray:
+        """The permutation sorting these points' search keys for ``tl`` (cached)."""
+        key = ("perm", id(tl.ordering), tuple(names))
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._cache[key] = query_order(self.codes(tl, names), self.t)
         return cached
 
     def codes(self, tl: Timeline, names: Sequence[str]) -> np.ndarray:
@@ -261,11 +269,12 @@ class ReplaySession:
             return self.sourceless(f, points)
         tl = self.timeline(f.fqn)
         ent = points.codes(tl, d.keys)
+        perm = points.order(tl, d.keys) if len(points) >= 4096 else None
         if d.aggr:
             fn = AggrFn.parse(sel.aggr) if sel.aggr else d.aggr[0]
-            values, present = self.window(f.fqn).at(ent, points.t)[fn]
+            values, present = self.window(f.fqn).at(ent, points.t, perm)[fn]
             return Column(values, present, points.t, _value_primitive(f, fn), stamped=True)
-        values, ts, present = self.value_index(f.fqn).at(ent, points.t, sel.version)
+        values, ts, present = self.value_index(f.fqn).at(ent, points.t, sel.version, perm)
         return Column(values, present, ts, d.primitive)
 
     def sourceless(self, f: Feature, points: Points) -> Column:
@@ -370,8 +379,11 @@ class ReplaySession:
         if ev.key_overridden or f.data_source is None:
             return strings
         col = self.source(f).frame[key]
-        if col.dtype.kind in "iu" and not isinstance(col.dtype, pd.api.extensions.ExtensionDtype):
-            return col.to_numpy()[ev.rows[idx]]
+        numpy_int = col.dtype.kind in "iu" and not isinstance(
+            col.dtype, pd.api.extensions.ExtensionDtype
+        )
+        if numpy_int or isinstance(col.dtype, pd.StringDtype):
+            return col.array.take(ev.rows[idx])  # the frame's own values (same strings)
         return strings
 
     def _with_values(self, f: Feature, points: Points, base: pd.DataFrame) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -100,7 +100,7 @@ def py_values(series: pd.Series) -> list[Any]:
         secs = series.dt.total_seconds().to_numpy()
         return [None if math.isnan(x) else x for x in secs.tolist()]
     if isinstance(series.dtype, pd.StringDtype):
-        return list(series.to_numpy(dtype=object, na_value=None).tolist())
+        return list(cast(Any, series).to_numpy(dtype=object, na_value=None).tolist())
     values = series.to_numpy(dtype=object).tolist()
     if all(type(v) is str for v in values):
         return values

@@ -35,17 +35,19 @@ import pandas as pd
 from raptor.api.assets import KeepPrevious
 from raptor.api.windows import AggrFn, WindowSpec
 
-__all__ = ["Ordering", "Timeline", "ValueIndex", "WindowIndex"]
+__all__ = ["Ordering", "Timeline", "ValueIndex", "WindowIndex", "query_order"]
 
 I64 = np.dtype("int64")
 
 
-def _searchsorted(a: np.ndarray, v: np.ndarray, side: str) -> np.ndarray:
-    """``np.searchsorted`` for unsorted queries: sorting them first is ~2x faster on big
-    arrays (the binary searches then walk memory in order)."""
+def _searchsorted(
+    a: np.ndarray, v: np.ndarray, side: str, perm: np.ndarray | None = None
+) -> np.ndarray:
+    """``np.searchsorted`` for unsorted queries: searching them in sorted order is ~2x faster
+    on big arrays (memory is walked in order). ``perm`` is a permutation that sorts ``v``."""
     if len(v) < 4096:
         return np.asarray(np.searchsorted(a, v, side=side), dtype=I64)  # type: ignore[call-overload]
-    order = np.argsort(v, kind="stable")
+    order = perm if perm is not None else np.argsort(v, kind="stable")
     out = np.empty(len(v), dtype=I64)
     out[order] = np.searchsorted(a, v[order], side=side)  # type: ignore[call-overload]
     return out
@@ -81,22 +83,35 @@ class Ordering:
         base = np.maximum(ent, 0) * self._span
         if self._times is None:
             clamped = np.clip(at, self._lo, self._hi) - self._lo
-            return base + (clamped + 1 if side == "right" else clamped)
-        return base + _searchsorted(self._times, at, side)
+            return np.asarray(base + (clamped + 1 if side == "right" else clamped), dtype=I64)
+        return np.asarray(base + _searchsorted(self._times, at, side), dtype=I64)
 
-    def count_le(self, ent: np.ndarray, at: np.ndarray) -> np.ndarray:
-        """Per query: how many events sort before ``(ent, t <= at)`` (global positions)."""
-        return _searchsorted(self._key, self._qkey(ent, at, "right"), "left")
+    def count_le(
+        self, ent: np.ndarray, at: np.ndarray, perm: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Per query: how many events sort before ``(ent, t <= at)`` (global positions).
+        ``perm`` sorts the queries by (entity, time) (see :func:`query_order`)."""
+        key = self._qkey(ent, at, "right")
+        return _searchsorted(self._key, key, "left", perm if self._times is None else None)
 
-    def count_lt(self, ent: np.ndarray, at: np.ndarray) -> np.ndarray:
-        """Per query: how many events sort before ``(ent, t < at)``."""
-        return _searchsorted(self._key, self._qkey(ent, at, "left"), "left")
+    def count_lt(
+        self, ent: np.ndarray, at: np.ndarray, perm: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Per query: how many events sort before ``(ent, t < at)``; ``perm`` as above (it
+        also sorts ``at`` when ``at`` is a non-decreasing function of the query times)."""
+        key = self._qkey(ent, at, "left")
+        return _searchsorted(self._key, key, "left", perm if self._times is None else None)
 
     def codes(self, entities: np.ndarray) -> np.ndarray:
         """Entity codes of query entities (-1 for unknown ones)."""
         if self.n == 0:
             return np.full(len(entities), -1, dtype=I64)
         return np.asarray(self.index.get_indexer(np.asarray(entities, dtype=object)), dtype=I64)
+
+
+def query_order(ent: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The permutation sorting queries by (entity, time): it sorts their search keys."""
+    return np.lexsort((at, np.maximum(ent, 0)))
 
 
 class Timeline:
@@ -191,15 +206,17 @@ class WindowIndex:
         self.pre = {h: _scan(x, seg, h) for h in want}
         self.suf = {h: _scan(x[::-1], rseg, h)[::-1] for h in want}
 
-    def at(self, ent: np.ndarray, at: np.ndarray) -> dict[AggrFn, tuple[np.ndarray, np.ndarray]]:
+    def at(
+        self, ent: np.ndarray, at: np.ndarray, perm: np.ndarray | None = None
+    ) -> dict[AggrFn, tuple[np.ndarray, np.ndarray]]:
         """``(values, present)`` of every function at each query: ``count`` int64, ``sum`` in
         the values' dtype (0 when empty), ``min``/``max`` likewise (absent when empty), ``avg``
         float64 (absent when empty)."""
         tl = self.tl
         known = ent >= 0
         lo_t = (at // self.g - self.nb + 1) * self.g
-        hi = tl.count_le(ent, at)
-        lo = tl.count_lt(ent, lo_t)
+        hi = tl.count_le(ent, at, perm)
+        lo = tl.count_lt(ent, lo_t, perm)
         count = np.where(known, hi - lo, 0).astype(I64)
         every = np.ones(len(at), dtype=bool)
         nonempty = count > 0
@@ -298,11 +315,11 @@ class ValueIndex:
         return out
 
     def at(
-        self, ent: np.ndarray, at: np.ndarray, version: int = 0
+        self, ent: np.ndarray, at: np.ndarray, version: int = 0, perm: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(values, timestamps, present)`` of version ``version`` (0 = current)."""
         tl = self.tl
-        hi = tl.count_le(ent, at)
+        hi = tl.count_le(ent, at, perm)
         last = hi - 1
         has_last = tl.same(last, ent)
         n = max(tl.n - 1, 0)

@@ -74,7 +74,8 @@ def features_and_labels(
             elif src.has(k):
                 keys[k] = np.asarray(src.keys(k), dtype=object)[rows]
                 col = src.frame[k]
-                shown[k] = col.to_numpy()[rows] if col.dtype.kind in "iu" else keys[k]
+                same = col.dtype.kind in "iu" or isinstance(col.dtype, pd.StringDtype)
+                shown[k] = col.array.take(rows) if same else keys[k]
             else:
                 keys[k] = np.full(len(points), None, dtype=object)
                 shown[k] = keys[k]

@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from raptor.api.windows import Partial, WindowSpec
 
@@ -48,9 +48,11 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Stamped:
-    """A stored value and its timestamp (epoch microseconds)."""
+class Stamped(NamedTuple):
+    """A stored value and its timestamp (epoch microseconds).
+
+    Named tuples, not frozen dataclasses, for the records built per cell on hot paths: just as
+    immutable, four times cheaper to build."""
 
     value: Any
     timestamp: int
@@ -74,15 +76,13 @@ class WritePolicy:
 NO_POLICY = WritePolicy()
 
 
-@dataclass(frozen=True, slots=True)
-class ValueRead:
+class ValueRead(NamedTuple):
     fqn: str
     entity: str
     versions: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class WindowRead:
+class WindowRead(NamedTuple):
     fqn: str
     entity: str
     window: WindowSpec

@@ -10,15 +10,18 @@ Design:
   ``raptor:{<fqn>|<entity>}:v`` (values), ``…:w:<g>:<over>`` (window buckets) and
   ``…:wf:<g>:<over>`` (future-dated events). Every script touches only keys of one
   ``(feature, entity)``, so one hash slot: Cluster-safe, and a Cluster spreads each feature.
-* **Atomicity**: each write and each window add is one Lua script (EVALSHA, falling back to
-  EVAL once on NOSCRIPT, which also caches it). The formats shared with Lua are in
+* **Atomicity**: each write and each window add is one Lua script (EVALSHA; on NOSCRIPT, after
+  a restart or a SCRIPT FLUSH, the scripts are loaded and the calls re-sent). The formats shared
+  with Lua are in
   :mod:`raptor.state.redis_scripts`. Ints stay exact (split into 32-bit halves in Lua).
-* **Reads** of values are plain ``HMGET``; expiry is checked against the ``now`` passed, so a
-  read never returns a value expired at ``now`` even if Redis has not dropped it yet. Window
+* **Reads** of values are plain ``GET``/``MGET`` (a value and its previous versions are one
+  string); expiry is checked against the ``now`` passed, so a read never returns a value expired
+  at ``now`` even if Redis has not dropped it yet. Window
   reads run one script that folds due future events and merges the cover (computed here by
   :meth:`WindowSpec.cover`, the single definition) inside Redis: one round trip.
 * **Batches** (:meth:`read_batch`, :meth:`apply`) are one non-transactional pipeline: one round
-  trip per node. Each item is atomic; a batch is not (Redis Cluster cannot be).
+  trip per node. Each item is atomic; a batch is not (Redis Cluster cannot be). Window adds to
+  one (feature, entity, window) in a batch become one script call.
 * **TTLs** are Redis' garbage collection, not the semantics: a key expires
   ``expiry - now`` after the write by Redis' wall clock (relative, so clock skew between hosts
   and injected clocks cannot drop live data early), never sooner than ``ttl_floor``.
@@ -72,11 +75,14 @@ DEFAULT_TIMEOUT = 2.0
 """Seconds a state call may take before it fails with StateUnavailable (SPEC 8.1)."""
 
 _Cmd = tuple[Any, ...]
-_ENTRY = struct.Struct(">dd")
+_Pending = tuple[list[tuple[int, Any]], list[tuple[int, Any]]]
+"""Split window events of one key: ``(level-0 bucket, value)`` and future ``(time, value)``."""
+_ENTRY = struct.Struct(">ddI")
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder()
 _OPS = {WriteOp.SET: b"s", WriteOp.APPEND: b"a", WriteOp.INCR: b"i"}
 _SCRIPTS = {s.sha: s for s in (WRITE, WINDOW_ADD, READ_WINDOW)}
+_MGET_CHUNK = 1000
 
 
 class _Transport(Protocol):
@@ -162,8 +168,21 @@ class _ClusterTransport:
     async def execute(self, cmds: Sequence[_Cmd]) -> list[Any]:
         pipe = self._client.pipeline()
         for cmd in cmds:
-            pipe.execute_command(*cmd)
-        return list(await pipe.execute(raise_on_error=False))
+            if cmd[0] == "MGET":  # keys of many slots: one GET each, grouped by node
+                for key in cmd[1:]:
+                    pipe.execute_command("GET", key)
+            else:
+                pipe.execute_command(*cmd)
+        flat = iter(await pipe.execute(raise_on_error=False))
+        out: list[Any] = []
+        for cmd in cmds:
+            if cmd[0] == "MGET":
+                got = [next(flat) for _ in cmd[1:]]
+                error = next((r for r in got if isinstance(r, Exception)), None)
+                out.append(error if error is not None else got)
+            else:
+                out.append(next(flat))
+        return out
 
     async def load(self, sources: Sequence[str]) -> None:
         for src in sources:
@@ -220,7 +239,6 @@ class RedisStateStore:
         self._timeout = timeout
         self._floor_ms = max(0, round(ttl_floor * 1000))
         self._windows: dict[WindowSpec, _Window] = {}
-        self._fields: list[bytes] = []
         self._closed = False
 
     @classmethod
@@ -283,29 +301,23 @@ class RedisStateStore:
             w = self._windows[window] = _Window(window, self._floor_ms)
         return w
 
-    def _version_fields(self, versions: int) -> list[bytes]:
-        fields = self._fields
-        while len(fields) <= versions:
-            fields.append(str(len(fields)).encode())
-        return fields[: versions + 1]
-
     # -- commands -------------------------------------------------------------------------
 
-    def _read_cmd(self, fqn: str, entity: str, versions: int) -> _Cmd:
-        return ("HMGET", self.value_key(fqn, entity), *self._version_fields(versions))
-
     @staticmethod
-    def _read_result(reply: list[bytes | None], now: int) -> list[Stamped | None]:
-        out: list[Stamped | None] = []
-        for blob in reply:
-            if blob is None:
-                out.append(None)
-                continue
-            ts, alive_until = _ENTRY.unpack_from(blob)
+    def _read_result(blob: bytes | None, versions: int, now: int) -> list[Stamped | None]:
+        out: list[Stamped | None] = [None] * (versions + 1)
+        if blob is None:
+            return out
+        view = memoryview(blob)
+        pos, end = 0, len(blob)
+        for i in range(versions + 1):
+            if pos >= end:
+                break
+            ts, alive_until, size = _ENTRY.unpack_from(blob, pos)
+            pos += _ENTRY.size
             if now <= alive_until:
-                out.append(Stamped(_DECODER.decode(memoryview(blob)[16:]), int(ts)))
-            else:
-                out.append(None)
+                out[i] = Stamped(_DECODER.decode(view[pos : pos + size]), int(ts))
+            pos += size
         return out
 
     def _write_cmd(
@@ -341,34 +353,34 @@ class RedisStateStore:
             return Stamped(list(value) if type(value) is list else value, timestamp)
         return Stamped(_DECODER.decode(reply), timestamp)
 
-    def _add_cmd(
-        self,
-        fqn: str,
-        entity: str,
-        window: WindowSpec,
-        events: Sequence[tuple[int, Any]],
-        now: int,
-    ) -> tuple[_Cmd | None, int]:
-        """The script call of a window add (None when every event is late) and its count."""
+    @staticmethod
+    def _split(
+        window: WindowSpec, events: Sequence[tuple[int, Any]], now: int, into: _Pending
+    ) -> int:
+        """Sort events into level-0 buckets and future events (late ones are dropped, as
+        SPEC 4.3 says); return how many were not late."""
         g = window.granularity
         oldest = now // g - window.buckets + 1
-        regular: list[tuple[int, Any]] = []
-        future: list[tuple[int, Any]] = []
+        regular, future = into
+        n = len(regular) + len(future)
         for t, x in events:
             if t > now:
                 future.append((t, x))
             elif t // g >= oldest:
                 regular.append((t // g, x))
-        counted = len(regular) + len(future)
-        if not counted:
-            return None, 0
+        return len(regular) + len(future) - n
+
+    def _add_cmd(
+        self, fqn: str, entity: str, window: WindowSpec, pending: _Pending, now: int
+    ) -> _Cmd:
+        """The script call that adds the split events of one (feature, entity, window)."""
         try:
-            ev, fu = encode_events(regular), encode_events(future)
+            ev, fu = encode_events(pending[0]), encode_events(pending[1])
         except (OverflowError, struct.error) as exc:
             raise ValueTypeError(f"window value of {fqn}: {exc}") from None
         hkey, zkey = self.window_keys(fqn, entity, window)
         w = self._window(window)
-        return ("EVALSHA", WINDOW_ADD.sha, 2, hkey, zkey, now, *w.args, ev, fu), counted
+        return ("EVALSHA", WINDOW_ADD.sha, 2, hkey, zkey, now, *w.args, ev, fu)
 
     def _window_read_cmd(self, fqn: str, entity: str, window: WindowSpec, at: int) -> _Cmd:
         w = self._window(window)
@@ -408,8 +420,8 @@ class RedisStateStore:
     # -- StateStore -----------------------------------------------------------------------
 
     async def read(self, fqn: str, entity: str, versions: int, now: int) -> list[Stamped | None]:
-        (reply,) = await self._call([self._read_cmd(fqn, entity, versions)])
-        return self._read_result(reply, now)
+        (reply,) = await self._call([("GET", self.value_key(fqn, entity))])
+        return self._read_result(reply, versions, now)
 
     async def write(
         self,
@@ -433,9 +445,10 @@ class RedisStateStore:
         events: Sequence[tuple[int, Any]],
         now: int,
     ) -> int:
-        cmd, counted = self._add_cmd(fqn, entity, window, events, now)
-        if cmd is not None:
-            await self._call([cmd])
+        pending: _Pending = ([], [])
+        counted = self._split(window, events, now, pending)
+        if counted:
+            await self._call([self._add_cmd(fqn, entity, window, pending, now)])
         return counted
 
     async def window_read(self, fqn: str, entity: str, window: WindowSpec, at: int) -> Partial:
@@ -447,23 +460,37 @@ class RedisStateStore:
     ) -> list[list[Stamped | None] | Partial]:
         if not reads:
             return []
-        cmds = [
-            self._read_cmd(r.fqn, r.entity, r.versions)
-            if isinstance(r, ValueRead)
-            else self._window_read_cmd(r.fqn, r.entity, r.window, now)
+        # All value reads go out as MGETs (one reply each; split per slot on a Cluster),
+        # window reads as one script call each, all in one pipeline.
+        keys = [self.value_key(r.fqn, r.entity) for r in reads if isinstance(r, ValueRead)]
+        cmds: list[_Cmd] = [
+            ("MGET", *keys[i : i + _MGET_CHUNK]) for i in range(0, len(keys), _MGET_CHUNK)
+        ]
+        cmds += [
+            self._window_read_cmd(r.fqn, r.entity, r.window, now)
             for r in reads
+            if isinstance(r, WindowRead)
         ]
         replies = await self._call(cmds)
+        n_mget = -(-len(keys) // _MGET_CHUNK)
+        values = iter([blob for chunk in replies[:n_mget] for blob in chunk])
+        windows = iter(replies[n_mget:])
         return [
-            self._read_result(reply, now) if isinstance(r, ValueRead) else decode_partial(reply)
-            for r, reply in zip(reads, replies, strict=True)
+            self._read_result(next(values), r.versions, now)
+            if isinstance(r, ValueRead)
+            else decode_partial(next(windows))
+            for r in reads
         ]
 
     async def apply(
         self, mutations: Sequence[ValueWrite | WindowAdd], now: int
     ) -> list[Stamped | int | None]:
+        # Adds to one (feature, entity, window) are merged into one script call: at one `now`,
+        # adding A then B is adding A + B (buckets only expire at `now`, events that are not
+        # late never land in them); value writes touch other keys, so order is kept.
         cmds: list[_Cmd] = []
         counts: list[int] = []
+        groups: dict[tuple[str, str, WindowSpec], _Pending] = {}
         for m in mutations:
             if isinstance(m, ValueWrite):
                 cmds.append(
@@ -471,18 +498,17 @@ class RedisStateStore:
                 )
                 counts.append(-1)
             else:
-                cmd, counted = self._add_cmd(m.fqn, m.entity, m.window, m.events, now)
-                if cmd is not None:
-                    cmds.append(cmd)
-                counts.append(counted)
+                pending = groups.setdefault((m.fqn, m.entity, m.window), ([], []))
+                counts.append(self._split(m.window, m.events, now, pending))
+        for (fqn, entity, window), pending in groups.items():
+            if pending[0] or pending[1]:
+                cmds.append(self._add_cmd(fqn, entity, window, pending, now))
         replies = iter(await self._call(cmds) if cmds else ())
         out: list[Stamped | int | None] = []
         for m, counted in zip(mutations, counts, strict=True):
             if isinstance(m, ValueWrite):
                 out.append(self._write_result(next(replies), m.op, m.value, m.timestamp))
             else:
-                if counted:
-                    next(replies)
                 out.append(counted)
         return out
 

@@ -13,17 +13,19 @@ bit-identical. ``struct`` (bundled with Redis' Lua) packs and unpacks these byte
 
 Formats (big-endian):
 
-* **Value entry** (a field ``"0"``, ``"1"``... of the values hash): ``>dd`` timestamp and the
-  last instant it is alive (epoch µs; ``2**63`` = never, ``-2**63`` = a version that had expired
-  when it was shifted, absent for good) followed by the value as msgpack (msgspec). APPEND
-  rewrites a msgpack array header in Lua; INCR decodes/encodes msgpack numbers in Lua.
+* **Values** (one string per feature and entity): entries back to back, current value first,
+  then previous versions; each is ``>ddI`` timestamp, the last instant it is alive (epoch µs;
+  ``2**63`` = never, ``-2**63`` = a version that had expired when it was shifted, absent for
+  good) and the body length, then the body: the value as msgpack (msgspec). APPEND rewrites a
+  msgpack array header in Lua; INCR decodes and encodes msgpack numbers in Lua.
 * **Event** (window adds, 17 bytes): ``>d`` bucket (or event time for future events), then a
   number: ``B`` tag 0 + ``>iI`` (hi, lo) for an int, tag 1 + ``>d`` for a float.
 * **Partial** (a bucket field ``"<level>:<index>"``, and the reply of a window read):
   ``>Bd`` tag bits (1 sum, 2 min, 4 max are floats) and count, then sum (int ``>dI``, float
   ``>d``), min and max (int ``>iI``, float ``>d``).
-* **Window meta** (field ``"m"`` of the window hash): ``>dd`` next prune time, pending sequence
-  number, then one ``>d`` per level: the lowest bucket index that may still be present.
+* **Window meta** (field ``"m"`` of the window hash): ``>ddd`` next prune time, pending sequence
+  number, the latest bucket expiry the hash TTL was set for, then one ``>d`` per level: the
+  lowest bucket index that may still be present.
 """
 
 from __future__ import annotations
@@ -212,10 +214,10 @@ local function rnum(s, pos)
 end
 
 local function mload(blob, levels)
-  local m = {np = 0, seq = 0, lo = {}}
+  local m = {np = 0, seq = 0, x = 0, lo = {}}
   if blob then
     local pos
-    m.np, m.seq, pos = struct.unpack('>dd', blob)
+    m.np, m.seq, m.x, pos = struct.unpack('>ddd', blob)
     for l = 1, levels do m.lo[l], pos = struct.unpack('>d', blob, pos) end
   else
     for l = 1, levels do m.lo[l] = NONE end
@@ -224,19 +226,17 @@ local function mload(blob, levels)
 end
 
 local function mpack(m, levels)
-  local parts = {struct.pack('>dd', m.np, m.seq)}
+  local parts = {struct.pack('>ddd', m.np, m.seq, m.x)}
   for l = 1, levels do parts[l + 1] = struct.pack('>d', m.lo[l]) end
   return table.concat(parts)
 end
 
--- Fold events (level-0 bucket eb[k], number ea[k], eb2[k]) into every level, in order.
--- Returns the latest expiry of the touched buckets (nil when there were no events).
-local function apply(key, m, eb, ea, ebb, g, tail, levels)
-  local n = #eb
-  if n == 0 then return nil end
-  local names, seen, list = {}, {}, {}
-  local maxexp = nil
-  for k = 1, n do
+-- The bucket fields of events (level-0 bucket eb[k]) at every level: names[k, level], the
+-- distinct fields after 'm' (the meta) in first-seen order, the lowest index per level and the
+-- latest expiry among them.
+local function targets(eb, g, tail, levels)
+  local names, seen, list, lows, maxexp = {}, {}, {'m'}, {}, nil
+  for k = 1, #eb do
     local b, width = eb[k], g
     for l = 0, levels - 1 do
       local f = string.format('%d:%d', l, b)
@@ -244,7 +244,7 @@ local function apply(key, m, eb, ea, ebb, g, tail, levels)
       if not seen[f] then
         seen[f] = true
         list[#list + 1] = f
-        if b < m.lo[l + 1] then m.lo[l + 1] = b end
+        if not lows[l + 1] or b < lows[l + 1] then lows[l + 1] = b end
         local e = (b + 1) * width + tail
         if not maxexp or e > maxexp then maxexp = e end
       end
@@ -252,10 +252,15 @@ local function apply(key, m, eb, ea, ebb, g, tail, levels)
       width = width * 8
     end
   end
-  local cur = chunked('HMGET', key, list)
+  return names, list, lows, maxexp
+end
+
+-- Fold the events, in order, into the partials loaded for list (cur = HMGET of list); returns
+-- the HSET arguments of every touched bucket.
+local function foldall(list, cur, names, ea, ebb, levels)
   local cache = {}
-  for i, f in ipairs(list) do cache[f] = cur[i] and punpack(cur[i]) or false end
-  for k = 1, n do
+  for i = 2, #list do cache[list[i]] = cur[i] and punpack(cur[i]) or false end
+  for k = 1, #ea do
     local a, bb = ea[k], ebb[k]
     for l = 1, levels do
       local f = names[(k - 1) * levels + l]
@@ -263,16 +268,38 @@ local function apply(key, m, eb, ea, ebb, g, tail, levels)
     end
   end
   local args = {}
-  for _, f in ipairs(list) do args[#args + 1] = f; args[#args + 1] = ppack(cache[f]) end
-  chunked('HSET', key, args)
-  return maxexp
+  for i = 2, #list do
+    args[#args + 1] = list[i]
+    args[#args + 1] = ppack(cache[list[i]])
+  end
+  return args
+end
+
+local function lower(m, lows, levels)
+  for l = 1, levels do
+    if lows[l] and lows[l] < m.lo[l] then m.lo[l] = lows[l] end
+  end
+end
+
+-- Extend the hash TTL (relative to now) only when a bucket that expires later appeared.
+local function expire(m, want)
+  if not want or want <= m.x then return false end
+  m.x = want
+  return true
+end
+
+local function pexpire(key, want, now, floor)
+  local ms = math.ceil((want - now) / 1000)
+  if ms < floor then ms = floor end
+  if ms < 1 then ms = 1 end
+  redis.call('PEXPIRE', key, ms)
 end
 """
 
 WRITE = Script(
     _PRELUDE
     + r"""
--- KEYS[1] values hash. ARGV: op (s|a|i), msgpack blob, timestamp, now, staleness, versions,
+-- KEYS[1] values string. ARGV: op (s|a|i), msgpack blob, timestamp, now, staleness, versions,
 -- version_ttl, ttl floor (ms). Returns false (older write ignored), 1 (set) or the new body.
 local key = KEYS[1]
 local op, blob = ARGV[1], ARGV[2]
@@ -324,24 +351,31 @@ local function append(s, elem)
 end
 
 local NEVER, GONE = 9223372036854775808, -9223372036854775808
-local cur = redis.call('HGET', key, '0')
-local live = false
-if cur then
-  local cts, cexp = struct.unpack('>dd', cur)
-  live = now <= cexp
-  if live and ts < cts then return false end
+local entries = {}
+local old = redis.call('GET', key)
+if old then
+  local pos, n = 1, #old
+  while pos <= n do
+    local ets, eexp, len
+    ets, eexp, len, pos = struct.unpack('>ddI4', old, pos)
+    entries[#entries + 1] = {ets, eexp, string.sub(old, pos, pos + len - 1)}
+    pos = pos + len
+  end
 end
+local cur = entries[1]
+local live = cur ~= nil and now <= cur[2]
+if live and ts < cur[1] then return false end
 
 local body = blob
 if op == 'a' then
   if live then
-    body = append(string.sub(cur, 17), blob)
+    body = append(cur[3], blob)
     if not body then return redis.error_reply('RAPTOR append to a value that is not a list') end
   else
     body = arrhead(1) .. blob
   end
 elseif op == 'i' and live then
-  local a1, b1 = mpnum(string.sub(cur, 17))
+  local a1, b1 = mpnum(cur[3])
   local a2, b2 = mpnum(blob)
   if not a1 or not a2 then return redis.error_reply('RAPTOR incr of a non-number') end
   body = mpenc(nadd(a1, b1, a2, b2))
@@ -351,47 +385,30 @@ end
 local exp = NEVER
 if stale > 0 then exp = ts + stale end
 local maxexp = exp
-local args = {'0', struct.pack('>dd', ts, exp) .. body}
-local keep = 1
-local hlen = redis.call('HLEN', key)
-if nver > 0 and hlen > 0 then
-  local k = math.min(hlen, nver)
-  local fields = {}
-  for i = 1, k do fields[i] = tostring(i - 1) end
-  local olds = redis.call('HMGET', key, unpack(fields))
+local out = {struct.pack('>ddI4', ts, exp, #body), body}
+if nver > 0 and cur then
   local shifted, last = {}, 0
-  for i = 1, k do
-    local e = olds[i]
-    if not e then break end
-    local ets, eexp = struct.unpack('>dd', e)
-    if now > eexp then
-      shifted[i] = struct.pack('>dd', 0, GONE)
+  for i = 1, math.min(#entries, nver) do
+    local e = entries[i]
+    if now > e[2] then
+      shifted[i] = struct.pack('>ddI4', 0, GONE, 0)
     else
       local nexp = NEVER
       if vttl > 0 then nexp = now + i * vttl end
       if nexp > maxexp then maxexp = nexp end
-      shifted[i] = struct.pack('>dd', ets, nexp) .. string.sub(e, 17)
+      shifted[i] = struct.pack('>ddI4', e[1], nexp, #e[3]) .. e[3]
       last = i
     end
   end
-  for i = 1, last do
-    args[#args + 1] = tostring(i)
-    args[#args + 1] = shifted[i]
-  end
-  keep = last + 1
+  for i = 1, last do out[#out + 1] = shifted[i] end
 end
-if hlen > keep then
-  local dead = {}
-  for i = keep, hlen - 1 do dead[#dead + 1] = tostring(i) end
-  chunked('HDEL', key, dead)
-end
-redis.call('HSET', key, unpack(args))
-if maxexp >= NEVER then redis.call('PERSIST', key)
+local value = table.concat(out)
+if maxexp >= NEVER then redis.call('SET', key, value)
 else
   local ms = math.ceil((maxexp - now) / 1000)
   if ms < floor then ms = floor end
   if ms < 1 then ms = 1 end
-  redis.call('PEXPIRE', key, ms)
+  redis.call('SET', key, value, 'PX', ms)
 end
 if op == 's' then return 1 end
 return body
@@ -408,17 +425,25 @@ local hkey, zkey = KEYS[1], KEYS[2]
 local now, g, tail = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local levels, floor = tonumber(ARGV[4]), tonumber(ARGV[5])
 local ev, fu = ARGV[6], ARGV[7]
-local m = mload(redis.call('HGET', hkey, 'm'), levels)
-
 local eb, ea, ebb = {}, {}, {}
 local pos = 1
 for k = 1, #ev / 17 do
   eb[k], pos = struct.unpack('>d', ev, pos)
   ea[k], ebb[k], pos = rnum(ev, pos)
 end
-local want = apply(hkey, m, eb, ea, ebb, g, tail, levels)
+local names, list, lows, want = targets(eb, g, tail, levels)
+local cur = chunked('HMGET', hkey, list)
+local m = mload(cur[1], levels)
+lower(m, lows, levels)
+local args = foldall(list, cur, names, ea, ebb, levels)
 
 if #fu > 0 then
+  if not cur[1] then  -- a new meta next to older future events: never reuse their numbers
+    for _, v in ipairs(redis.call('ZRANGE', zkey, 0, -1)) do
+      local q = struct.unpack('>d', v)
+      if q > m.seq then m.seq = q end
+    end
+  end
   local zargs, zexp = {}, nil
   local top = g * 8 ^ (levels - 1)
   for k = 1, #fu / 17 do
@@ -470,8 +495,11 @@ if now >= m.np then
   if #dead > 0 then chunked('HDEL', hkey, dead) end
   m.np = now + g
 end
-redis.call('HSET', hkey, 'm', mpack(m, levels))
-ttl(hkey, want or now, now, floor)
+local extend = expire(m, want)
+args[#args + 1] = 'm'
+args[#args + 1] = mpack(m, levels)
+chunked('HSET', hkey, args)
+if extend then pexpire(hkey, want, now, floor) end
 return 1
 """
 )
@@ -491,7 +519,6 @@ if head[2] and tonumber(head[2]) <= at then
   local due = redis.call('ZRANGEBYSCORE', zkey, '-inf', ARGV[1], 'WITHSCORES')
   redis.call('ZREMRANGEBYSCORE', zkey, '-inf', ARGV[1])
   local oldest = fdiv(at, g) - nb + 1
-  local m = mload(redis.call('HGET', hkey, 'm'), levels)
   local eb, ea, ebb = {}, {}, {}
   for i = 1, #due, 2 do
     local b = fdiv(tonumber(due[i + 1]), g)
@@ -502,9 +529,16 @@ if head[2] and tonumber(head[2]) <= at then
     end
   end
   if #eb > 0 then
-    local want = apply(hkey, m, eb, ea, ebb, g, tail, levels)
-    redis.call('HSET', hkey, 'm', mpack(m, levels))
-    ttl(hkey, want, at, floor)
+    local names, list, lows, want = targets(eb, g, tail, levels)
+    local cur = chunked('HMGET', hkey, list)
+    local m = mload(cur[1], levels)
+    lower(m, lows, levels)
+    local args = foldall(list, cur, names, ea, ebb, levels)
+    local extend = expire(m, want)
+    args[#args + 1] = 'm'
+    args[#args + 1] = mpack(m, levels)
+    chunked('HSET', hkey, args)
+    if extend then pexpire(hkey, want, at, floor) end
   end
 end
 local vals = redis.call('HMGET', hkey, unpack(ARGV, 7))

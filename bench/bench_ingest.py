@@ -1,0 +1,278 @@
+"""Benchmark of streaming ingestion. A script that prints figures, not a test.
+
+    .venv/bin/python bench/bench_ingest.py            # full run (about a minute)
+    .venv/bin/python bench/bench_ingest.py --quick    # smaller populations
+
+One runner (:class:`raptor.runners.loop.StreamRunner`, exactly what ``raptor runner`` runs) in
+this process, with its state in a private ``redis-server`` (another process, on the other core),
+consuming a windowed feature — ``amount`` with ``sum``/``count``/``avg`` over 1 h in 1-minute
+buckets — keyed by 1,000 users; events carry an RFC 3339 ``ts``. Every write is checkpointed
+(exactly-once fences), as in production.
+
+Figures:
+
+* **Redis Streams → Redis state, backlog**: events/s to drain a pre-filled stream
+  (target >= 50,000/s), and CPU time of this process per 1,000 events.
+* **end-to-end lag**: a producer process appends at a fixed rate while the runner consumes;
+  lag = the time an event is written to state minus the time it was appended (from the stream
+  id): p50 / p99 / max over every batch's oldest event.
+* **Kafka (librdkafka mock cluster) → Redis state, backlog**: the same from a 4-partition topic.
+* **profile**: where the CPU goes (cProfile, top functions by own time) on a Redis Streams run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import multiprocessing
+import os
+import platform
+import pstats
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
+
+import redis  # noqa: E402
+from servers import RedisServer  # noqa: E402
+
+from raptor.api.loading import load_text  # noqa: E402
+from raptor.engine.catalog import build_catalog  # noqa: E402
+from raptor.engine.engine import Engine  # noqa: E402
+from raptor.runners.config import Secrets  # noqa: E402
+from raptor.runners.loop import RunnerSettings, StreamRunner  # noqa: E402
+from raptor.runners.source import Message  # noqa: E402
+from raptor.state.redis import RedisStateStore  # noqa: E402
+
+USERS = 1000
+
+MANIFESTS = """\
+apiVersion: k8s.raptor.ml/v1alpha1
+kind: DataSource
+metadata: {name: clicks, namespace: default}
+spec:
+  kind: streaming
+  config:
+%(config)s
+  keyFields: [user]
+  timestampField: ts
+---
+apiVersion: k8s.raptor.ml/v1alpha1
+kind: Feature
+metadata: {name: amount, namespace: default}
+spec:
+  primitive: int
+  freshness: 1m
+  staleness: 1h
+  keys: [user]
+  dataSource: {name: clicks}
+  builder:
+    aggr: [sum, count, avg]
+    aggrGranularity: 1m
+    code: |
+      def handler(row, ctx) -> int:
+          return row["amount"]
+"""
+
+
+def manifests(config: dict[str, str]) -> str:
+    entries = "\n".join(f"    - {{name: {k}, value: {json.dumps(v)}}}" for k, v in config.items())
+    return MANIFESTS % {"config": entries}
+
+
+def event(i: int, ts: str) -> bytes:
+    return json.dumps({"user": f"user{i % USERS}", "amount": i % 100, "ts": ts}).encode()
+
+
+def fill_stream(url: str, stream: str, n: int) -> None:
+    client = redis.Redis.from_url(url)
+    ts = datetime.now(UTC).isoformat()
+    pipe = client.pipeline(transaction=False)
+    for i in range(n):
+        pipe.xadd(stream, {"data": event(i, ts)})
+        if i % 2000 == 1999:
+            pipe.execute()
+    pipe.execute()
+    client.close()
+
+
+def make_runner(engine: Engine, config: dict[str, str], batch: int) -> StreamRunner:
+    loaded = load_text(manifests(config))
+    catalog = build_catalog(loaded.assets)
+    assert not catalog.errors, catalog.errors
+    engine.load(catalog)
+    settings = RunnerSettings(
+        consumer="bench", max_batch=batch, fetch_timeout=0.05, secrets=Secrets(secrets_dir=None)
+    )
+    return StreamRunner(engine, catalog.data_sources["default.clicks"], settings)
+
+
+async def consume(
+    runner: StreamRunner, n: int, lags: list[float] | None = None
+) -> tuple[float, float]:
+    """Run until ``n`` events are applied; (wall seconds, CPU seconds of this process)."""
+    handle = runner.handle
+
+    async def timed(batch: list[Message]) -> None:
+        await handle(batch)
+        if lags is not None:
+            oldest = min(m.broker_time for m in batch if m.broker_time is not None)
+            lags.append(time.time() - oldest / 1e6)
+
+    runner.handle = timed  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    while runner.metrics.applied == 0:
+        await asyncio.sleep(0.001)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    first = runner.metrics.applied
+    while runner.metrics.applied < n:
+        await asyncio.sleep(0.002)
+        if task.done():
+            task.result()
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    stop.set()
+    await task
+    # normalize to the events consumed inside the timed span
+    done = runner.metrics.applied - first
+    return wall * n / max(done, 1), cpu * n / max(done, 1)
+
+
+async def check(engine: Engine, n: int) -> None:
+    total = 0
+    for u in range(0, USERS, 97):
+        total += (await engine.get("amount+count", {"user": f"user{u}"})).value
+    expected = sum(1 for i in range(n) if (i % USERS) % 97 == 0)
+    assert total == expected, (total, expected)
+
+
+async def bench_redis(url: str, n: int, batch: int, profile: bool = False) -> dict[str, Any]:
+    stream = f"bench-{time.time_ns()}"
+    fill_stream(url, stream, n)
+    store = RedisStateStore.from_url(url)
+    engine = Engine(store)
+    runner = make_runner(engine, {"kind": "redis", "url": url, "stream": stream}, batch)
+    prof = cProfile.Profile() if profile else None
+    if prof is not None:
+        prof.enable()
+    wall, cpu = await consume(runner, n)
+    if prof is not None:
+        prof.disable()
+    await check(engine, n)
+    await engine.aclose()
+    await store.close()
+    out: dict[str, Any] = {"events_per_s": n / wall, "cpu_ms_per_1000": cpu / n * 1e6}
+    if prof is not None:
+        s = io.StringIO()
+        pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(18)
+        out["profile"] = s.getvalue()
+    return out
+
+
+def _produce_at_rate(url: str, stream: str, rate: int, seconds: float) -> None:
+    client = redis.Redis.from_url(url)
+    ts = datetime.now(UTC).isoformat()
+    chunk = max(1, rate // 100)  # 100 appends per second, each of rate/100 events
+    start = time.monotonic()
+    i = 0
+    while time.monotonic() - start < seconds:
+        pipe = client.pipeline(transaction=False)
+        for _ in range(chunk):
+            pipe.xadd(stream, {"data": event(i, ts)})
+            i += 1
+        pipe.execute()
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    client.close()
+
+
+async def bench_lag(url: str, rate: int, seconds: float) -> dict[str, float]:
+    stream = f"lag-{time.time_ns()}"
+    n = int(rate * seconds)
+    store = RedisStateStore.from_url(url)
+    engine = Engine(store)
+    runner = make_runner(engine, {"kind": "redis", "url": url, "stream": stream}, 2000)
+    producer = multiprocessing.get_context("spawn").Process(
+        target=_produce_at_rate, args=(url, stream, rate, seconds)
+    )
+    producer.start()
+    lags: list[float] = []
+    await consume(runner, int(n * 0.98), lags)
+    producer.join()
+    await engine.aclose()
+    await store.close()
+    lags.sort()
+    return {
+        "rate": rate,
+        "p50_ms": statistics.median(lags) * 1000,
+        "p99_ms": lags[int(len(lags) * 0.99) - 1] * 1000,
+        "max_ms": lags[-1] * 1000,
+    }
+
+
+async def bench_kafka(url: str, n: int, batch: int) -> dict[str, Any]:
+    from brokers import KafkaMock
+    from confluent_kafka import Producer
+
+    mock = KafkaMock()
+    topic = "bench"
+    mock.create_topic(topic, 4)
+    producer = Producer({"bootstrap.servers": mock.bootstrap, "linger.ms": 20})
+    ts = datetime.now(UTC).isoformat()
+    for i in range(n):
+        while True:
+            try:
+                producer.produce(topic, value=event(i, ts), partition=i % 4)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(60)
+    store = RedisStateStore.from_url(url)
+    engine = Engine(store)
+    config = {"kind": "kafka", "brokers": mock.bootstrap, "topics": topic, "consumer_group": "b"}
+    runner = make_runner(engine, config, batch)
+    wall, cpu = await consume(runner, n)
+    await check(engine, n)
+    await engine.aclose()
+    await store.close()
+    mock.close()
+    return {"events_per_s": n / wall, "cpu_ms_per_1000": cpu / n * 1e6}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--batch", type=int, default=2000)
+    args = parser.parse_args()
+    n = 60_000 if args.quick else 200_000
+    print(f"# bench_ingest — {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"{datetime.now(UTC):%Y-%m-%d}")  # fmt: skip
+    with RedisServer() as server:
+        url = server.url
+        r = asyncio.run(bench_redis(url, n, args.batch))
+        print(f"redis streams -> redis state, backlog of {n:,}: "
+              f"{r['events_per_s']:,.0f} events/s, CPU {r['cpu_ms_per_1000']:.1f} ms / 1,000 events")  # fmt: skip
+        for rate in (20_000, 40_000):
+            lag = asyncio.run(bench_lag(url, rate, 3 if args.quick else 6))
+            print(f"end-to-end lag at {rate:,} events/s: p50 {lag['p50_ms']:.0f} ms, "
+                  f"p99 {lag['p99_ms']:.0f} ms, max {lag['max_ms']:.0f} ms")  # fmt: skip
+        k = asyncio.run(bench_kafka(url, n // 2, args.batch))
+        print(f"kafka (mock cluster, 4 partitions) -> redis state, backlog of {n // 2:,}: "
+              f"{k['events_per_s']:,.0f} events/s, CPU {k['cpu_ms_per_1000']:.1f} ms / 1,000 events")  # fmt: skip
+        p = asyncio.run(bench_redis(url, min(n, 60_000), args.batch, profile=True))
+        print("\nprofile (redis streams, cProfile on; figures inflated by the profiler):")
+        print(p["profile"])
+
+
+if __name__ == "__main__":
+    main()
