@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from raptor.testing import FakeClock
 
 from raptor.api.assets import FeatureDef, KeepPrevious, ModelDef
 from raptor.api.names import fqn_of, parse_selector
@@ -30,6 +29,7 @@ from raptor.errors import (
     ValueTypeError,
 )
 from raptor.state.memory import MemoryStateStore
+from raptor.testing import FakeClock
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 

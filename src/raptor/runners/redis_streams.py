@@ -15,10 +15,11 @@ Delivery:
   **its own pending entries** (delivered before a crash, never acknowledged), in id order,
   then new ones (``>``). A restarted runner with the same consumer name thus resumes at once.
 * Pending entries of **other** consumers idle for ``claim_idle`` (a consumer that never came
-  back, e.g. a pod with a new name) are claimed with ``XCLAIM`` and processed first.
+  back, e.g. a pod with a new name) are taken over and processed first: read with ``XRANGE``
+  and acknowledged, but never moved into our pending list (see :meth:`_claim`).
 * Partition = ``<stream>@<consumer that first received the entry>``: each consumer receives
   increasing ids, so positions are ordered per partition even with several replicas in one
-  group; a claimed entry keeps its original partition. Position = the entry id ``ms-seq`` as
+  group; a taken-over entry keeps its owner's partition. Position = the entry id ``ms-seq`` as
   ``ms`` followed by ``seq`` on 20 digits (ordered as a number). Broker time = the id's ``ms``.
 * ``XACK`` after the state write; dead letters are ``XADD``-ed to the dead letter stream with
   fields ``reason``, ``error``, ``datasource``, ``partition``, ``position``, ``data``.
@@ -84,6 +85,7 @@ class RedisStreamSource:
         self.data_source = settings.data_source
         self._client: aredis.Redis | None = None
         self._own_after: str | None = "0"  # re-reading our pending entries from this id
+        self._inflight: set[Any] = set()  # ids taken from other consumers, not acked yet
         self._next_claim = 0.0
         self._next_lag = 0.0
         self._lag: dict[str, int] = {}
@@ -154,24 +156,35 @@ class RedisStreamSource:
         return self._messages(reply[0][1], self._partition)
 
     async def _claim(self, r: aredis.Redis, max_messages: int) -> list[Message]:
-        """Claim other consumers' entries idle for ``claim_idle`` (grouped by owner)."""
-        pending: Any = await r.execute_command(  # type: ignore[no-untyped-call]
-            "XPENDING", self.stream, self.group, "IDLE", self.claim_idle_ms, "-", "+", max_messages
+        """Take over other consumers' entries idle for ``claim_idle``.
+
+        They are read (``XRANGE``) and acknowledged, never moved into our own pending list: a
+        crash before the ack leaves them where they were, and whoever reads them next (we, or
+        their owner coming back) applies them under the same partition, the owner's — so the
+        checkpoint fences stay in one order per partition."""
+        pending: Any = await r.xpending_range(
+            self.stream, self.group, min="-", max="+", count=max_messages, idle=self.claim_idle_ms
         )
         mine = self.consumer.encode()
         by_owner: dict[bytes, list[Any]] = {}
-        for entry_id, owner, _idle, _count in pending or ():
-            if owner != mine:
+        for p in pending or ():
+            owner = p["consumer"]
+            owner = owner if isinstance(owner, bytes) else str(owner).encode()
+            entry_id = p["message_id"]
+            if owner != mine and entry_id not in self._inflight:
                 by_owner.setdefault(owner, []).append(entry_id)
         out: list[Message] = []
         for owner, ids in by_owner.items():
-            entries = await r.xclaim(
-                self.stream, self.group, self.consumer, self.claim_idle_ms, ids
-            )
-            live = [e for e in entries if e and e[1] is not None]
-            gone = [i for i in ids if i not in {e[0] for e in live}]
-            if gone:  # deleted from the stream (XDEL/MAXLEN): nothing to process
+            async with r.pipeline(transaction=False) as pipe:
+                for entry_id in ids:
+                    pipe.xrange(self.stream, min=entry_id, max=entry_id, count=1)
+                found: list[Any] = await pipe.execute()
+            live = [rows[0] for rows in found if rows]
+            present = {e[0] for e in live}
+            gone = [i for i in ids if i not in present]
+            if gone:  # deleted from the stream (XDEL/MAXLEN): nothing left to process
                 await r.xack(self.stream, self.group, *gone)
+            self._inflight.update(present)
             out += self._messages(live, f"{self.stream}@{owner.decode()}")
         return out
 
@@ -212,7 +225,9 @@ class RedisStreamSource:
         if not messages:
             return
         try:
-            await self._redis().xack(self.stream, self.group, *[m.handle for m in messages])
+            ids = [m.handle for m in messages]
+            await self._redis().xack(self.stream, self.group, *ids)
+            self._inflight.difference_update(ids)
         except (RedisError, OSError) as exc:
             raise SourceError(f"{self.description}: XACK failed: {exc}") from exc
 
