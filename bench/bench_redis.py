@@ -131,17 +131,15 @@ async def run(url: str, port: int, rounds: int, n: int) -> None:
     await store.window_add("bench.short", "u", W1H, events[:60], NOW)
     r_long, r_short = [], []
     for _ in range(rounds):
-        at = NOW
-        r_short.append(await p50(lambda: store.window_read("bench.short", "u", W1H, at), n))
-        r_long.append(await p50(lambda: store.window_read("bench.long", "u", W30D, at), n))
+        r_short.append(await p50(lambda: store.window_read("bench.short", "u", W1H, NOW), n))
+        r_long.append(await p50(lambda: store.window_read("bench.long", "u", W30D, NOW), n))
     ratio = statistics.median(r_long) / statistics.median(r_short)
     print(f"window_read 1 h / 1 min             p50 {median_of(r_short)} ms")
     print(f"window_read 30 d / 1 min            p50 {median_of(r_long)} ms")
     print(f"30 d / 1 h latency ratio            {ratio:.2f}x   [<= 2x]")
     wr = [WindowRead("bench.short", "u", W1H), *one]
-    print(
-        f"read_batch 1 window + 5 values      p50 {await p50(lambda: store.read_batch(wr, NOW), n):.3f} ms"
-    )
+    mixed = await p50(lambda: store.read_batch(wr, NOW), n)
+    print(f"read_batch 1 window + 5 values      p50 {mixed:.3f} ms")
 
     # -- memory per entity of a 1 h / 1 min window -------------------------------------------
     sync.flushall()
@@ -156,9 +154,8 @@ async def run(url: str, port: int, rounds: int, n: int) -> None:
     after = int(sync.info("memory")["used_memory"])
     hkey, _ = store.window_keys("bench.mem", "user000001", W1H)
     usage = sync.memory_usage(hkey)
-    print(
-        f"memory per entity, 1 h / 1 min      {(after - before) / entities:,.0f} B (INFO used_memory)"
-    )
+    per_entity = (after - before) / entities
+    print(f"memory per entity, 1 h / 1 min      {per_entity:,.0f} B (INFO used_memory)")
     print(f"MEMORY USAGE of one bucket hash     {usage} B ({sync.hlen(hkey)} fields)")
 
     await raw.aclose()

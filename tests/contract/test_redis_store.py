@@ -30,7 +30,7 @@ from raptor.state import (
 from raptor.state.memory import MemoryStateStore
 from raptor.state.redis import RedisStateStore
 from raptor.testing import StateStoreConformance
-from servers import RedisClusterServers
+from servers import RedisClusterServers, RedisSentinel
 
 SECOND = 1_000_000
 MINUTE = 60 * SECOND
@@ -391,3 +391,27 @@ class TestRedisClusterStateStore(StateStoreConformance):
         reads: list[ValueRead | WindowRead] = [ValueRead("cl.spread", f"u{i}") for i in range(30)]
         got = await store.read_batch(reads, T0 + 1)
         assert got == [[Stamped([1, 2, 3], T0 + 1)]] * 30
+
+
+# -- Sentinel: the store finds the master through the Sentinel ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sentinel_url() -> Iterator[str]:
+    with RedisSentinel("mymaster") as sentinel:
+        yield sentinel.url
+
+
+@pytest.mark.integration
+async def test_sentinel_url_reaches_the_master(sentinel_url: str) -> None:
+    store = RedisStateStore.from_url(sentinel_url)
+    try:
+        await store.ping()
+        p = WritePolicy(versions=1)
+        await store.write("sn.f", "u", WriteOp.SET, 1, T0, p, T0)
+        await store.write("sn.f", "u", WriteOp.INCR, 2, T0 + 1, p, T0 + 1)
+        await store.window_add("sn.w", "u", W1H, [(T0, 4)], T0)
+        got = await store.read_batch([ValueRead("sn.f", "u", 1), WindowRead("sn.w", "u", W1H)], T0)
+        assert got == [[Stamped(3, T0 + 1), Stamped(1, T0)], (4, 1, 4, 4)]
+    finally:
+        await store.close()

@@ -85,11 +85,15 @@ class Up:
         return self.proc.returncode
 
 
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[Up]:
+@pytest.fixture(params=["memory", "redis"])
+def up(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Up]:
+    """``raptor up`` on the example, on each state backend (a private redis-server for Redis)."""
     folder = tmp_path / "assets"
     shutil.copytree(EXAMPLE, folder)
-    server = Up(folder)
+    extra: tuple[str, ...] = ()
+    if request.param == "redis":
+        extra = ("--state", request.getfixturevalue("redis_url"))
+    server = Up(folder, *extra)
     try:
         yield server
     finally:
