@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from samples import find_samples
+
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT.parent / "shared" / "compat" / "raptor-samples"
+SAMPLES = find_samples() or Path("/nonexistent")
 
 FEATURE = """\
 apiVersion: k8s.raptor.ml/v1alpha1

@@ -13,8 +13,10 @@ from raptor.api.names import fqn_of
 from raptor.api.primitives import Primitive
 from raptor.engine.programs import Context, Program, ProgramResult, compile_program
 from raptor.errors import ProgramRuntimeError
+from samples import SKIP_REASON, find_samples
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "compat" / "raptor-samples"
+SAMPLES = find_samples() or Path("/nonexistent")
+pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason=SKIP_REASON)
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 KEYS = {"name": "x", "client_id": "a:b", "user_id": "1"}
 ROW = {"address": {"city": "Gwenborough"}, "address.city": "Gwenborough"}

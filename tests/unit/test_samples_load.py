@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from raptor.api.assets import FeatureDef, ModelDef
 from raptor.api.loading import LoadResult, load_paths
 from raptor.api.timeutil import MINUTE, SECOND
 from raptor.api.windows import AggrFn, WindowSpec
+from samples import SKIP_REASON, find_samples
 
-
-def _find_samples() -> Path | None:
-    here = Path(__file__).resolve().parents[3] / "shared" / "compat" / "raptor-samples"
-    if here.is_dir():
-        return here
-    env = os.environ.get("RAPTOR_SAMPLES")
-    return Path(env) if env and Path(env).is_dir() else None
-
-
-SAMPLES = _find_samples()
-pytestmark = pytest.mark.skipif(SAMPLES is None, reason="samples not found: set RAPTOR_SAMPLES")
+SAMPLES = find_samples()
+pytestmark = pytest.mark.skipif(SAMPLES is None, reason=SKIP_REASON)
 
 
 @pytest.fixture(scope="module")

@@ -174,7 +174,7 @@ class KafkaSource:
             return
         try:
             committed = {
-                (tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, 2)
+                (tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, 10)
             }
         except KafkaException as exc:
             log.warning("%s: cannot read committed offsets: %s", self.description, exc)

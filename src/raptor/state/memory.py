@@ -35,7 +35,11 @@ from typing import Any
 
 from raptor.api.windows import FANOUT, Partial, WindowSpec
 from raptor.state import (
+    Column,
+    ColumnRead,
     Stamped,
+    ValueColumn,
+    ValueColumnRead,
     ValueRead,
     ValueWrite,
     WindowAdd,
@@ -359,6 +363,75 @@ class MemoryStateStore:
                 out.append(self._read(r.fqn, r.entity, r.versions, now))
             else:
                 out.append(self._window_read(r.fqn, r.entity, r.window, now))
+        return out
+
+    async def read_columns(self, reads: Sequence[ColumnRead], now: int) -> list[Column]:
+        """The :class:`~raptor.state.ColumnReader` fast path: per column one tight loop over the
+        entities, no record per cell; the same answers as :meth:`read_batch` of every cell."""
+        out: list[Column] = []
+        for r in reads:
+            if isinstance(r, ValueColumnRead):
+                out.append(self._value_column(r.fqn, r.entities, r.version, now))
+            else:
+                out.append(self._window_column(r.fqn, r.entities, r.window, now))
+        return out
+
+    def _value_column(
+        self, fqn: str, entities: Sequence[str], version: int, now: int
+    ) -> ValueColumn:
+        get = self._values.get
+        values: list[Any] = [None] * len(entities)
+        stamps: list[int | None] = [None] * len(entities)
+        for i, entries in enumerate([get((fqn, e)) for e in entities]):
+            if entries is not None and len(entries) > version:
+                value, ts, exp = entries[version]
+                if now <= exp:
+                    values[i] = list(value) if type(value) is list else value
+                    stamps[i] = ts
+        return ValueColumn(values, stamps)
+
+    def _window_column(
+        self, fqn: str, entities: Sequence[str], window: WindowSpec, at: int
+    ) -> list[Partial]:
+        # The cover grouped by level, in cover order (so sums add up in the very order of
+        # _window_read: the same floats to the last bit).
+        groups: list[tuple[int, list[int]]] = []
+        for level, index in window.cover(at):
+            if groups and groups[-1][0] == level:
+                groups[-1][1].append(index)
+            else:
+                groups.append((level, [index]))
+        get = self._windows.get
+        out: list[Partial] = []
+        for e in entities:
+            state = get((fqn, e, window))
+            if state is None:
+                out.append((0, 0, None, None))
+                continue
+            if state.pending and state.pending[0][0] <= at:
+                self._fold_pending(state, window, at)
+            levels = state.levels
+            s: Any = 0
+            c = 0
+            mn: Any = None
+            mx: Any = None
+            for level, indexes in groups:
+                buckets = levels[level]
+                if not buckets:
+                    continue
+                for p in map(buckets.get, indexes):
+                    if p is None:
+                        continue
+                    if c == 0:
+                        s, mn, mx = p[0], p[2], p[3]
+                    else:
+                        s = s + p[0]
+                        if p[2] < mn:
+                            mn = p[2]
+                        if p[3] > mx:
+                            mx = p[3]
+                    c += p[1]
+            out.append((s, c, mn, mx))
         return out
 
     async def apply(
