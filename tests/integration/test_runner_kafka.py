@@ -107,8 +107,11 @@ async def test_a_restarted_consumer_skips_what_state_already_holds(kafka_mock: K
     ts = datetime.now(UTC).isoformat()
     produce(kafka_mock.bootstrap, topic, [{"user": "u1", "amount": 1, "ts": ts}] * 100)
     engine = Engine(MemoryStateStore())
+    # librdkafka's mock cluster completes a rebalance only after the session timeout of a
+    # member that left (a real broker does on LeaveGroup): keep it short here
     config = {"kind": "kafka", "brokers": kafka_mock.bootstrap, "topics": topic,
-              "consumer_group": f"g-{topic}"}  # fmt: skip
+              "consumer_group": f"g-{topic}", "librdkafka.session.timeout.ms": "1000",
+              "librdkafka.heartbeat.interval.ms": "200"}  # fmt: skip
     first = runner_for(engine, config)
 
     async def no_commit(messages: Any) -> None:

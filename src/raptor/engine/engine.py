@@ -25,11 +25,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 from raptor.api.names import Selector, encode_entity, parse_selector
 from raptor.api.timeutil import from_micros, parse_timestamp, to_micros
-from raptor.api.windows import AggrFn, result
+from raptor.api.windows import AggrFn, Partial, result
 from raptor.engine.catalog import Catalog, FeatureRuntime, ModelRuntime, check_dependency
 from raptor.engine.clock import Clock, SystemClock
 from raptor.engine.freshness import is_fresh, is_usable
@@ -53,9 +53,19 @@ from raptor.errors import (
     SelectorError,
     ValueTypeError,
 )
-from raptor.state import StateStore, ValueRead, ValueWrite, WindowAdd, WindowRead, WriteOp
+from raptor.state import (
+    ColumnRead,
+    StateStore,
+    ValueColumn,
+    ValueColumnRead,
+    ValueWrite,
+    WindowAdd,
+    WindowColumnRead,
+    WriteOp,
+    read_columns,
+)
 
-__all__ = ["Computer", "Engine", "EngineSettings", "Update"]
+__all__ = ["BatchColumn", "Computer", "Engine", "EngineSettings", "Update"]
 
 log = logging.getLogger("raptor.engine")
 
@@ -85,6 +95,21 @@ class Update:
     keys: Mapping[str, str]
     value: Any
     timestamp: int
+
+
+class BatchColumn(NamedTuple):
+    """One selector's cells for every entity of a batch read (:meth:`Engine.get_columns`).
+
+    Cell ``i`` (entity ``i``) is ``values[i]``, ``timestamps[i]`` (epoch microseconds; ``None``
+    without a value) and ``fresh[i]``, exactly as :meth:`Engine.get` returns it; a cell that
+    failed is ``errors[i]`` instead (its other entries are then ``None, None, False``)."""
+
+    selector: Selector
+    fqn: str
+    values: list[Any]
+    timestamps: list[int | None]
+    fresh: list[bool]
+    errors: dict[int, RaptorError]
 
 
 class Engine:
@@ -197,11 +222,152 @@ class Engine:
     ) -> list[list[FeatureValue | RaptorError]]:
         """Read every selector for every entity; a per-cell error is returned, not raised.
 
-        An unknown selector, or one that does not fit its feature, raises for the whole batch
-        (no cell could succeed). Stored values of every cell are fetched in ONE
-        ``state.read_batch`` call; only computed features that need computing take the
-        one-by-one path. With get middlewares installed every cell goes through them.
+        Entity-major: ``rows[i][j]`` is selector ``j`` for entity ``i``, as :meth:`get` would
+        return it. The cells of :meth:`get_columns`, one :class:`FeatureValue` each (callers
+        that encode a whole batch should use :meth:`get_columns` itself: no record per cell).
         """
+        columns = await self.get_columns(selectors, entities, namespace)
+        if not columns:
+            return [[] for _ in entities]
+        when: dict[int | None, datetime | None] = {None: None}
+        by_column: list[list[FeatureValue | RaptorError]] = []
+        for col in columns:
+            stamps = col.timestamps
+            for t in set(stamps).difference(when):
+                assert t is not None
+                when[t] = from_micros(t)
+            fqn, text = col.fqn, col.selector.text
+            cells: list[FeatureValue | RaptorError] = [
+                FeatureValue(fqn, text, keys, v, when[t], f)
+                for keys, v, t, f in zip(entities, col.values, stamps, col.fresh, strict=True)
+            ]
+            for r, exc in col.errors.items():
+                cells[r] = exc
+            by_column.append(cells)
+        return [list(row) for row in zip(*by_column, strict=True)]
+
+    async def get_columns(
+        self,
+        selectors: Sequence[str | Selector],
+        entities: Sequence[Mapping[str, str]],
+        namespace: str = "default",
+    ) -> list[BatchColumn]:
+        """Read every selector for every entity, column by column (one :class:`BatchColumn`
+        per selector, in order): the batch read without a record per cell.
+
+        Every cell is what :meth:`get` returns for it (SPEC 4.2/4.3 decided the same way); a
+        cell that fails (e.g. a missing key) is in its column's ``errors``. An unknown
+        selector, or one that does not fit its feature, raises for the whole batch (no cell
+        could succeed). Stored values of every cell are fetched in ONE state call
+        (:func:`raptor.state.read_columns`: the store's column fast path when it has one, else
+        one ``read_batch``); each feature is decided per column in one loop (a whole column
+        fresh: no loop at all; a window's cover computed once). Only computed features that
+        need computing, and models, take the one-by-one :meth:`get` path. With get
+        middlewares installed every cell goes through them.
+        """
+        resolved = self._resolve_batch(selectors, namespace)
+        n = len(entities)
+        columns = [
+            BatchColumn(sel, target.fqn, [None] * n, [None] * n, [False] * n, {})
+            for sel, target in resolved
+        ]
+        if not self._direct:
+            for r, keys in enumerate(entities):
+                for col in columns:
+                    await self._get_cell(col, r, keys)
+            return columns
+
+        now = self.clock.now_micros()
+        encoded: dict[tuple[str, ...], tuple[list[str], list[int]]] = {}
+        reads: list[ColumnRead] = []
+        read_of: dict[tuple[str, int], int] = {}  # (fqn, version; -1 = window) -> read index
+        planned: list[tuple[int, FeatureRuntime, list[int], int]] = []
+        slow: list[tuple[int, int]] = []  # (row, column) read one by one through get()
+        for c, (sel, target) in enumerate(resolved):
+            if isinstance(target, ModelRuntime):
+                slow.extend((r, c) for r in range(n))
+                continue
+            defn = target.defn
+            enc = encoded.get(defn.keys)
+            if enc is None:
+                enc = encoded[defn.keys] = self._encode_entities(defn.keys, entities)
+            ids, rows = enc
+            col = columns[c]
+            if len(rows) < n:  # entities without this feature's keys: its own error message
+                ok = set(rows)
+                for r in range(n):
+                    if r not in ok:
+                        try:
+                            encode_entity(defn.keys, entities[r], target.fqn)
+                        except RaptorError as exc:
+                            col.errors[r] = exc
+            read: ColumnRead
+            if defn.aggr:
+                assert defn.window is not None
+                key = (target.fqn, -1)
+                read = WindowColumnRead(target.fqn, ids, defn.window)
+            else:
+                key = (target.fqn, sel.version)
+                read = ValueColumnRead(target.fqn, ids, sel.version)
+            i = read_of.get(key)
+            if i is None:
+                i = read_of[key] = len(reads)
+                reads.append(read)
+            planned.append((c, target, rows, i))
+        got = await read_columns(self.state, reads, now) if reads else []
+
+        for c, rt, rows, i in planned:
+            col = columns[c]
+            defn = rt.defn
+            sel = col.selector
+            full = len(rows) == n  # rows[j] == j
+            res = got[i]
+            if defn.aggr:
+                assert isinstance(res, list)
+                fn = AggrFn.parse(sel.aggr) if sel.aggr else defn.aggr[0]
+                values = self._aggregate(res, fn)
+                if full:
+                    col.values[:] = values
+                    col.timestamps[:] = [now] * n
+                    col.fresh[:] = [True] * n
+                else:
+                    for r, v in zip(rows, values, strict=True):
+                        col.values[r], col.timestamps[r], col.fresh[r] = v, now, True
+                continue
+            assert isinstance(res, ValueColumn)
+            values, stamps = res
+            freshness = defn.freshness
+            if (
+                full
+                and n
+                and None not in stamps
+                and now - min(cast(list[int], stamps)) <= freshness
+            ):
+                # The common case, every cell has a fresh value: no per-cell work at all.
+                col.values[:] = values
+                col.timestamps[:] = stamps
+                col.fresh[:] = [True] * n
+                continue
+            version = sel.version
+            computed = rt.computed
+            staleness = defn.staleness
+            for r, v, ts in zip(rows, values, stamps, strict=True):
+                if ts is not None:
+                    fresh = now - ts <= freshness
+                    if fresh or version:
+                        col.values[r], col.timestamps[r], col.fresh[r] = v, ts, fresh
+                        continue
+                if computed:
+                    slow.append((r, c))
+                elif ts is not None and (staleness == 0 or now - ts <= staleness):  # is_usable
+                    col.values[r], col.timestamps[r] = v, ts
+        for r, c in sorted(slow):
+            await self._get_cell(columns[c], r, entities[r])
+        return columns
+
+    def _resolve_batch(
+        self, selectors: Sequence[str | Selector], namespace: str
+    ) -> list[tuple[Selector, FeatureRuntime | ModelRuntime]]:
         resolved: list[tuple[Selector, FeatureRuntime | ModelRuntime]] = []
         for s in selectors:
             sel = s if isinstance(s, Selector) else parse_selector(s, namespace)
@@ -211,80 +377,46 @@ class Engine:
                 if problem:
                     raise SelectorError(problem)
             resolved.append((sel, target))
-        if not self._direct:
-            out: list[list[FeatureValue | RaptorError]] = []
-            for keys in entities:
-                row: list[FeatureValue | RaptorError] = []
-                for sel, _ in resolved:
-                    try:
-                        row.append(await self.get(sel, keys))
-                    except RaptorError as exc:
-                        row.append(exc)
-                out.append(row)
-            return out
+        return resolved
 
-        now = self.clock.now_micros()
-        grid: list[list[FeatureValue | RaptorError | None]] = [
-            [None] * len(resolved) for _ in entities
-        ]
-        reads: list[ValueRead | WindowRead] = []
-        batched: list[tuple[int, int, FeatureRuntime, Mapping[str, str]]] = []
-        slow: list[tuple[int, int]] = []
-        entity_of: dict[tuple[str, ...], str | RaptorError] = {}
+    async def _get_cell(self, col: BatchColumn, r: int, keys: Mapping[str, str]) -> None:
+        """Cell ``r`` of ``col`` through :meth:`get` (the one-by-one path)."""
+        try:
+            fv = await self.get(col.selector, keys)
+        except RaptorError as exc:
+            col.errors[r] = exc
+            return
+        col.values[r] = fv.value
+        col.timestamps[r] = None if fv.timestamp is None else to_micros(fv.timestamp)
+        col.fresh[r] = fv.fresh
+
+    @staticmethod
+    def _encode_entities(
+        names: tuple[str, ...], entities: Sequence[Mapping[str, str]]
+    ) -> tuple[list[str], list[int]]:
+        """The entity ids of the entities that have the keys ``names``, and their rows."""
+        ids: list[str] = []
+        rows: list[int] = []
         for r, keys in enumerate(entities):
-            entity_of.clear()  # one encoding per key tuple per entity, not per cell
-            for c, (sel, target) in enumerate(resolved):
-                if isinstance(target, ModelRuntime):
-                    slow.append((r, c))
-                    continue
-                defn = target.defn
-                entity = entity_of.get(defn.keys)
-                if entity is None:
-                    try:
-                        entity = encode_entity(defn.keys, keys, target.fqn)
-                    except RaptorError as exc:
-                        entity = exc
-                    entity_of[defn.keys] = entity
-                if isinstance(entity, RaptorError):
-                    grid[r][c] = entity
-                    continue
-                if defn.aggr:
-                    assert defn.window is not None
-                    reads.append(WindowRead(target.fqn, entity, defn.window))
-                else:
-                    reads.append(ValueRead(target.fqn, entity, sel.version))
-                batched.append((r, c, target, keys))
-        results = await self.state.read_batch(reads, now) if reads else []
-        when = from_micros(now)
-        for (r, c, rt, keys), res in zip(batched, results, strict=True):
-            sel = resolved[c][0]
-            defn = rt.defn
-            if defn.aggr:
-                assert isinstance(res, tuple)
-                fn = AggrFn.parse(sel.aggr) if sel.aggr else defn.aggr[0]
-                grid[r][c] = FeatureValue(rt.fqn, sel.text, keys, result(res, fn), when, True)
-                continue
-            assert isinstance(res, list)
-            item = res[sel.version]
-            fresh = item is not None and now - item.timestamp <= defn.freshness
-            if item is not None and (fresh or sel.version):
-                grid[r][c] = FeatureValue(
-                    rt.fqn, sel.text, keys, item.value, from_micros(item.timestamp), fresh
-                )
-            elif rt.computed:
-                slow.append((r, c))
-            elif item is not None and is_usable(item.timestamp, now, defn.staleness):
-                grid[r][c] = FeatureValue(
-                    rt.fqn, sel.text, keys, item.value, from_micros(item.timestamp), False
-                )
-            else:
-                grid[r][c] = FeatureValue(rt.fqn, sel.text, keys, None, None, False)
-        for r, c in slow:
             try:
-                grid[r][c] = await self.get(resolved[c][0], entities[r])
-            except RaptorError as exc:
-                grid[r][c] = exc
-        return [[cell for cell in row if cell is not None] for row in grid]
+                ids.append(encode_entity(names, keys))
+            except RaptorError:
+                continue
+            rows.append(r)
+        return ids, rows
+
+    @staticmethod
+    def _aggregate(partials: list[Partial], fn: AggrFn) -> list[Any]:
+        """``result(p, fn)`` of every partial (:func:`raptor.api.windows.result`), unrolled."""
+        if fn is AggrFn.SUM:
+            return [p[0] for p in partials]
+        if fn is AggrFn.COUNT:
+            return [p[1] for p in partials]
+        if fn is AggrFn.MIN:
+            return [p[2] if p[1] else None for p in partials]
+        if fn is AggrFn.MAX:
+            return [p[3] if p[1] else None for p in partials]
+        return [p[0] / p[1] if p[1] else None for p in partials]
 
     async def _get_core(self, req: GetRequest) -> FeatureValue:
         return await self._read(req.selector, req.feature, req.keys, req.entity, req.now)

@@ -41,7 +41,7 @@ from starlette.routing import Route
 
 from raptor.api.names import fqn_of, parse_selector
 from raptor.engine.catalog import AssetStatus, check_dependency
-from raptor.engine.engine import Engine
+from raptor.engine.engine import BatchColumn, Engine
 from raptor.engine.ingest import InvalidRows, ingest_rows
 from raptor.engine.pipeline import FeatureValue
 from raptor.errors import InvalidArgument, NotFound, ProgramRuntimeError, RaptorError
@@ -68,6 +68,7 @@ from raptor.server.wire import (
     content_type_of,
     dumps,
     entity_keys,
+    format_stamps,
     loads,
     query_keys,
     read_body,
@@ -197,26 +198,29 @@ class _Api:
             raise InvalidArgument("'entities' must be an array of key objects")
         entities = [entity_keys(e, f"entities[{i}]") for i, e in enumerate(ents)]
         sels = list(dict.fromkeys(parse_selector(s) for s in raw))
-        rows = await self.engine.get_many(sels, entities)
+        columns = await self.engine.get_columns(sels, entities)
         names = [str(s) for s in sels]
         metrics = self.metrics
-        counts = [metrics.feature(s.fqn) if metrics is not None else FeatureCounts() for s in sels]
-        results = []
-        for keys, row in zip(entities, rows, strict=True):
-            values: dict[str, Any] = {}
-            for name, cell, c in zip(names, row, counts, strict=True):
-                if type(cell) is FeatureValue:
-                    value = cell.value
-                    fresh = cell.fresh
-                    c[MISS if value is None else HIT if fresh else STALE] += 1
-                    values[name] = {"value": value, "timestamp": cell.timestamp, "fresh": fresh}
-                else:
-                    assert isinstance(cell, RaptorError)
-                    c[ERROR] += 1
-                    if isinstance(cell, ProgramRuntimeError):
-                        c[PROGRAM_ERROR] += 1
-                    values[name] = error_document(cell)[1]
-            results.append({"keys": keys, "values": values})
+        by_column: list[list[Any]] = []
+        for col in columns:
+            cells: list[Any] = [
+                {"value": v, "timestamp": t, "fresh": f}
+                for v, t, f in zip(
+                    col.values, format_stamps(col.timestamps), col.fresh, strict=True
+                )
+            ]
+            for r, exc in col.errors.items():
+                cells[r] = error_document(exc)[1]
+            if metrics is not None:
+                _count_column(metrics.feature(col.fqn), col)
+            by_column.append(cells)
+        if by_column:
+            results = [
+                {"keys": keys, "values": dict(zip(names, row, strict=True))}
+                for keys, row in zip(entities, zip(*by_column, strict=True), strict=True)
+            ]
+        else:
+            results = [{"keys": keys, "values": {}} for keys in entities]
         return 200, dumps({"selectors": names, "results": results}), [_JSON]
 
     async def feature_op(self, scope: Scope, receive: Receive) -> Reply:
@@ -336,6 +340,30 @@ class _Api:
 
     async def openapi_json(self, scope: Scope, receive: Receive) -> Reply:
         return 200, self.openapi, [_JSON]
+
+
+def _count_column(c: FeatureCounts, col: BatchColumn) -> None:
+    """Count a batch column's reads (hit, stale, miss, error) in one pass over the column."""
+    values, fresh, errors = col.values, col.fresh, col.errors
+    if errors:
+        for r, (v, f) in enumerate(zip(values, fresh, strict=True)):
+            exc = errors.get(r)
+            if exc is not None:
+                c[ERROR] += 1
+                if isinstance(exc, ProgramRuntimeError):
+                    c[PROGRAM_ERROR] += 1
+            else:
+                c[MISS if v is None else HIT if f else STALE] += 1
+        return
+    misses = values.count(None)
+    hits = (
+        fresh.count(True)
+        if not misses
+        else sum(1 for v, f in zip(values, fresh, strict=True) if f and v is not None)
+    )
+    c[MISS] += misses
+    c[HIT] += hits
+    c[STALE] += len(values) - misses - hits
 
 
 def _starlette_endpoint(
