@@ -4,6 +4,7 @@ the windowed features end with every event counted exactly once (Redis Streams â
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -17,12 +18,12 @@ from pathlib import Path
 import pytest
 import redis
 from brokers import streaming_manifests
-from servers import free_port
 
 from raptor.api.loading import load_text
 from raptor.engine.catalog import build_catalog
 from raptor.engine.engine import Engine
 from raptor.state.redis import RedisStateStore
+from servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +51,8 @@ def start_runner(assets: Path, redis_url: str, port: int, log: Path) -> subproce
         "--batch-size", "400", "--log-level", "warning",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
+    with log.open("ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
 
 
 def produce(client: redis.Redis, n: int, start: int) -> None:
@@ -64,7 +66,22 @@ def produce(client: redis.Redis, n: int, start: int) -> None:
     pipe.execute()
 
 
-async def test_kill_9_mid_stream_then_restart_counts_every_event_once(
+async def read_windows(manifests: str, url: str, users: list[str]) -> dict[str, tuple[int, int]]:
+    store = RedisStateStore.from_url(url)
+    engine = Engine(store, catalog=build_catalog(load_text(manifests).assets))
+    try:
+        out = {}
+        for user in users:
+            count = (await engine.get("clicks-amount+count", {"user": user})).value
+            total = (await engine.get("clicks-amount+sum", {"user": user})).value
+            out[user] = (count, total)
+        return out
+    finally:
+        await engine.aclose()
+        await store.close()
+
+
+def test_kill_9_mid_stream_then_restart_counts_every_event_once(
     redis_url: str, tmp_path: Path
 ) -> None:
     manifests = streaming_manifests({"kind": "redis", "url": redis_url, "stream": "crash"})
@@ -112,15 +129,7 @@ async def test_kill_9_mid_stream_then_restart_counts_every_event_once(
     expected: dict[str, list[int]] = {}
     for i in range(total):
         expected.setdefault(f"u{i % 7}", []).append(i % 13)
-    loaded = load_text(manifests)
-    store = RedisStateStore.from_url(redis_url)
-    engine = Engine(store, catalog=build_catalog(loaded.assets))
-    try:
-        for user, amounts in expected.items():
-            count = (await engine.get("clicks-amount+count", {"user": user})).value
-            total_sum = (await engine.get("clicks-amount+sum", {"user": user})).value
-            assert (count, total_sum) == (len(amounts), sum(amounts)), user
-    finally:
-        await engine.aclose()
-        await store.close()
+    counts = asyncio.run(read_windows(manifests, redis_url, sorted(expected)))
+    for user, amounts in expected.items():
+        assert counts[user] == (len(amounts), sum(amounts)), user
     client.close()

@@ -35,11 +35,11 @@ def runner_for(engine: Engine, config: dict[str, str]) -> StreamRunner:
     return StreamRunner(engine, catalog.data_sources["default.clicks"], SETTINGS)
 
 
-async def run_until(runner: StreamRunner, done: Callable[[], bool], timeout: float = 20) -> None:
+async def run_until(runner: StreamRunner, done: Callable[[], bool], limit: float = 20) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit):
             while not done():
                 if task.done():
                     task.result()
@@ -70,7 +70,12 @@ async def test_topics_are_consumed_exactly_and_committed(kafka_mock: KafkaMock) 
     group = f"g-{topic}"
     runner = runner_for(
         engine,
-        {"kind": "kafka", "brokers": kafka_mock.bootstrap, "topics": topic, "consumer_group": group},
+        {
+            "kind": "kafka",
+            "brokers": kafka_mock.bootstrap,
+            "topics": topic,
+            "consumer_group": group,
+        },
     )
     m = runner.metrics
     await run_until(runner, lambda: m.applied + m.dead >= 200)

@@ -34,11 +34,11 @@ def runner_for(engine: Engine, config: dict[str, str]) -> StreamRunner:
     return StreamRunner(engine, catalog.data_sources["default.clicks"], SETTINGS)
 
 
-async def run_until(runner: StreamRunner, done: Callable[[], bool], timeout: float = 20) -> None:
+async def run_until(runner: StreamRunner, done: Callable[[], bool], limit: float = 20) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit):
             while not done():
                 if task.done():
                     task.result()
@@ -77,7 +77,8 @@ async def test_a_durable_consumer_counts_exactly_and_dead_letters_poison(
     reasons = sorted(json.loads(x.data)["reason"] for x in got)
     assert reasons == ["missing-key", "missing-timestamp"]
     info = await js.consumer_info(stream, runner.source.durable)  # type: ignore[attr-defined]
-    assert info.num_ack_pending == 0 and info.num_pending == 0
+    assert info.num_ack_pending == 0
+    assert info.num_pending == 0
 
     # more events later: the same durable resumes where it stopped
     for _ in range(5):

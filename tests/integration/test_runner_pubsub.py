@@ -28,11 +28,11 @@ SETTINGS = RunnerSettings(
 )
 
 
-async def run_until(runner: StreamRunner, done: Callable[[], bool], timeout: float = 30) -> None:
+async def run_until(runner: StreamRunner, done: Callable[[], bool], limit: float = 30) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit):
             while not done():
                 if task.done():
                     task.result()
@@ -44,18 +44,15 @@ async def run_until(runner: StreamRunner, done: Callable[[], bool], timeout: flo
 
 def clients(host: str) -> tuple[Any, Any]:
     import grpc
-    from google.auth.credentials import AnonymousCredentials
     from google.cloud import pubsub_v1  # type: ignore[import-untyped]
     from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
     from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
     pub = pubsub_v1.PublisherClient(
         transport=PublisherGrpcTransport(channel=grpc.insecure_channel(host)),
-        credentials=AnonymousCredentials(),
     )
     sub = pubsub_v1.SubscriberClient(
         transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(host)),
-        credentials=AnonymousCredentials(),
     )
     return pub, sub
 

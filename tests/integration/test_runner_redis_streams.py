@@ -51,11 +51,11 @@ def load(engine: Engine, config: dict[str, str]) -> StreamRunner:
     return StreamRunner(engine, catalog.data_sources["default.clicks"], SETTINGS)
 
 
-async def run_until(runner: StreamRunner, done: Callable[[], bool], timeout: float = 15) -> None:
+async def run_until(runner: StreamRunner, done: Callable[[], bool], limit: float = 15) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit):
             while not done():
                 if task.done():
                     task.result()
@@ -81,18 +81,17 @@ async def test_events_are_counted_exactly_and_poison_goes_to_the_dead_stream(
     engine: Engine, redis_url: str
 ) -> None:
     client = redis.Redis.from_url(redis_url)
-    good = 0
     sums = {"u1": 0, "u2": 0}
     for i in range(300):
         user = f"u{i % 2 + 1}"
         row = {"user": user, "amount": i, "ts": now_text(), "meta": {"page": f"/p{i}"}}
         client.xadd("events", {"data": json.dumps(row)})
         sums[user] += i
-        good += 1
         if i % 50 == 25:  # poison in the middle of good traffic
             client.xadd("events", {"data": b"\xff not json"})
             client.xadd("events", {"data": json.dumps({"user": "u1", "amount": 1})})
-            client.xadd("events", {"data": json.dumps({"user": "u1", "amount": 1, "ts": now_text(), "boom": 1})})  # fmt: skip
+            boom = {"user": "u1", "amount": 1, "ts": now_text(), "boom": 1}
+            client.xadd("events", {"data": json.dumps(boom)})
     # an entry without the payload field is read as flat string fields
     client.xadd("events", {"user": "u3", "amount": "7", "ts": now_text()})
     runner = load(engine, {"kind": "redis", "url": redis_url, "stream": "events"})
@@ -104,7 +103,9 @@ async def test_events_are_counted_exactly_and_poison_goes_to_the_dead_stream(
     assert (await engine.get("clicks-last-page", {"user": "u2"})).value == "/p299"
     dead = client.xrange("events.dead")
     reasons = sorted(fields[b"reason"].decode() for _, fields in dead)
-    assert reasons == sorted(["undecodable", "missing-timestamp", "program-error"] * 6 + ["wrong-type"])
+    assert reasons == sorted(
+        ["undecodable", "missing-timestamp", "program-error"] * 6 + ["wrong-type"]
+    )
     one = next(f for _, f in dead if f[b"reason"] == b"program-error")
     assert b"boom" in one[b"error"]
     assert json.loads(one[b"data"])["boom"] == 1
@@ -120,8 +121,9 @@ async def test_pending_entries_of_a_dead_consumer_are_claimed(
 ) -> None:
     client = redis.Redis.from_url(redis_url)
     client.xgroup_create("events", "raptor.default.clicks", id="0", mkstream=True)
-    for i in range(20):
-        client.xadd("events", {"data": json.dumps({"user": "u1", "amount": 1, "ts": now_text()})})
+    row = json.dumps({"user": "u1", "amount": 1, "ts": now_text()})
+    for _ in range(20):
+        client.xadd("events", {"data": row})
     # a consumer that read 12 entries and died before acknowledging them
     client.xreadgroup("raptor.default.clicks", "dead-pod", {"events": ">"}, count=12)
     runner = load(

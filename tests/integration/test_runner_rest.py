@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 
 class Upstream(BaseHTTPRequestHandler):
-    calls: dict[str, int] = {}
+    calls: ClassVar[dict[str, int]] = {}
     lock = threading.Lock()
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -163,6 +163,9 @@ async def _run(
         except RaptorError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        from raptor.runners.process import tune_gc
+
+        tune_gc()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

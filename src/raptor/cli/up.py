@@ -94,6 +94,16 @@ async def _serve(
         print(f"error: --state: {exc}", file=sys.stderr)
         return 2
     engine = Engine(state)
+    # --- ingestion (issue 5): the rest builder; secrets of DataSource config from the env ---
+    import os
+
+    from raptor.runners.config import Secrets
+    from raptor.runners.rest_builder import RestComputer
+
+    secrets = Secrets(env=dict(os.environ))
+    rest_builder = RestComputer(secrets)
+    engine.computers["rest"] = rest_builder
+    # --- end ingestion ---
     control = LocalControlPlane(engine, paths)
     report = control.reconcile()
     _print_report(report, control)
@@ -139,6 +149,17 @@ async def _serve(
         flush=True,
     )
     control.on_reconcile.append(lambda r: _print_report(r, control))
+    # --- ingestion (issue 5): in-process stream runners, unless --no-runners ---
+    runners_task: asyncio.Task[None] | None = None
+    if not args.no_runners:
+        from raptor.runners.loop import RunnerSettings
+        from raptor.runners.supervisor import run_runners
+
+        runner_settings = RunnerSettings(dead_letter_dir=Path("dead-letters"), secrets=secrets)
+        runners_task = asyncio.create_task(
+            run_runners(engine, control, stop, runner_settings), name="raptor-runners"
+        )
+    # --- end ingestion ---
     await stop.wait()
     print("Raptor is shutting down...", flush=True)
     server.should_exit = True
@@ -147,6 +168,11 @@ async def _serve(
     if watch_task is not None:
         watch_task.cancel()
         await asyncio.gather(watch_task, return_exceptions=True)
+    # --- ingestion (issue 5): runners drain (write + ack what is in flight) before state closes
+    if runners_task is not None:
+        await asyncio.gather(runners_task, return_exceptions=True)
+    await rest_builder.aclose()
+    # --- end ingestion ---
     await engine.aclose()
     await state.close()
     print("Raptor stopped.", flush=True)

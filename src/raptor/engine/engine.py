@@ -337,12 +337,11 @@ class Engine:
             assert isinstance(res, ValueColumn)
             values, stamps = res
             freshness = defn.freshness
-            if (
-                full
-                and n
-                and None not in stamps
-                and now - min(cast(list[int], stamps)) <= freshness
-            ):
+            try:  # a TypeError (or None itself) when a cell has no value
+                oldest: int | None = min(cast(list[int], stamps), default=None)
+            except TypeError:
+                oldest = None
+            if full and oldest is not None and now - oldest <= freshness:
                 # The common case, every cell has a fresh value: no per-cell work at all.
                 col.values[:] = values
                 col.timestamps[:] = stamps
@@ -395,6 +394,17 @@ class Engine:
         names: tuple[str, ...], entities: Sequence[Mapping[str, str]]
     ) -> tuple[list[str], list[int]]:
         """The entity ids of the entities that have the keys ``names``, and their rows."""
+        if len(names) == 1:
+            # One key whose values are all plain ASCII letters and digits (the common case):
+            # encode_entity would return each value as it is. Checked on all at once.
+            name = names[0]
+            values = [keys.get(name) for keys in entities]
+            try:
+                joined = "".join(cast(list[str], values))
+            except TypeError:  # a missing key
+                joined = ""
+            if joined.isascii() and joined.isalnum():
+                return cast(list[str], values), list(range(len(values)))
         ids: list[str] = []
         rows: list[int] = []
         for r, keys in enumerate(entities):

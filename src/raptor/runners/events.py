@@ -77,12 +77,13 @@ Mutation = ValueWrite | WindowAdd
 @dataclass(slots=True)
 class EventOutcome:
     """What one message became: its mutations, or the dead letter (then ``mutations`` is
-    empty). ``broker_time_used`` flags the fallback event time."""
+    empty). ``broker_time_used`` flags the fallback event time; ``event_time`` is in µs."""
 
     message: Message
     mutations: list[Mutation]
     dead: DeadLetter | None = None
     broker_time_used: bool = False
+    event_time: int | None = None
 
 
 class _Poison(Exception):
@@ -203,6 +204,7 @@ class EventProcessor:
             try:
                 row, event_time, used = self.decode(msg, now)
                 out.broker_time_used = used
+                out.event_time = event_time
                 when = from_micros(event_time)
                 for rt in features:
                     names = rt.defn.keys

@@ -201,8 +201,12 @@ class StreamRunner:
                 delay = min(delay * 2, self.settings.retry_max)
 
     async def _consume(self, stop: asyncio.Event) -> None:
+        """Three stages overlap: fetching batch N+2, processing N+1 (CPU, here and in the
+        program workers) and writing + acknowledging N (the state store's and broker's time).
+        Writes and acks stay strictly in batch order: one commit in flight at a time."""
         prefetch = self.source.prefetch
         pending: asyncio.Task[list[Message]] | None = None
+        committing: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
                 if pending is not None:
@@ -213,27 +217,45 @@ class StreamRunner:
                 if prefetch and not stop.is_set():
                     pending = asyncio.create_task(self._fetch(stop))
                 if batch:
-                    await self.handle(batch)
-            # Drain: the prefetched batch is already delivered to us; write and ack it.
+                    started = perf_counter()
+                    outcomes = await self._prepare(batch)
+                    if committing is not None:
+                        await committing
+                    committing = asyncio.create_task(self._commit(batch, outcomes, started))
+                    if not prefetch:  # the source delivers the next batch only after the ack
+                        await committing
+                        committing = None
+            # Drain: what was fetched is delivered to us already; write and ack it.
+            if committing is not None:
+                await committing
+                committing = None
             if pending is not None:
                 batch = await pending
                 pending = None
                 if batch:
                     await self.handle(batch)
         finally:
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(BaseException):
-                    await pending
+            for task in (pending, committing):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
 
     # -- one batch ------------------------------------------------------------------------
 
     async def handle(self, batch: Sequence[Message]) -> None:
         """Process, write, dead-letter and acknowledge one batch (retrying failures)."""
         started = perf_counter()
+        await self._commit(batch, await self._prepare(batch), started)
+
+    async def _prepare(self, batch: Sequence[Message]) -> list[EventOutcome]:
+        self.metrics.messages += len(batch)
+        return await self.processor.process(batch)
+
+    async def _commit(
+        self, batch: Sequence[Message], outcomes: list[EventOutcome], started: float
+    ) -> None:
         m = self.metrics
-        m.messages += len(batch)
-        outcomes = await self.processor.process(batch)
         replayed = await self._retry("state", lambda: self._write(outcomes))
         if replayed is None:
             return  # stopped while the state store was failing: nothing is acknowledged
@@ -256,6 +278,9 @@ class StreamRunner:
         last = batch[-1]
         if last.broker_time is not None:
             m.lag_seconds = max(0.0, (now - last.broker_time) / 1e6)
+        timed = [o.event_time for o in outcomes if o.event_time is not None]
+        if timed:
+            m.event_lag_seconds = (now - timed[-1]) / 1e6
         m.lag_messages = self.source.lag()
 
     async def _dead(self, dead: list[DeadLetter]) -> int:

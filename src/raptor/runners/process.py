@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -28,7 +29,7 @@ from raptor.errors import RaptorError
 from raptor.runners.loop import StreamRunner
 from raptor.runners.metrics import CONTENT_TYPE, RunnerMetrics, render
 
-__all__ = ["HealthServer", "serve_runner"]
+__all__ = ["HealthServer", "serve_runner", "tune_gc"]
 
 log = logging.getLogger("raptor.runners")
 
@@ -100,6 +101,20 @@ class HealthServer:
         if path == "/metrics":
             return 200, CONTENT_TYPE, render(self._metrics())
         return 404, json, b'{"error":{"code":"NOT_FOUND","message":"no such route"}}'
+
+
+def tune_gc() -> None:
+    """Garbage-collector settings for a process that mostly consumes streams.
+
+    Ingestion allocates a few dozen short-lived objects per event; with the default thresholds
+    a full collection (which walks every object of the process: the catalog, the client
+    libraries...) runs every ~1,000 events and measured as half of the CPU. Objects alive at
+    start-up are frozen (never scanned again) and the young generation is collected every
+    50,000 allocations instead of 700 (short-lived garbage is still freed by reference
+    counting at once; only cycles wait). Call once, after start-up, in a runner process."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 async def readiness(runners: Iterable[StreamRunner], state: object) -> list[str]:

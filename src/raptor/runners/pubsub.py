@@ -37,17 +37,14 @@ def _clients(emulator: str | None, credentials_file: str | None) -> tuple[Any, A
     """A subscriber and a publisher client (plaintext channels to the emulator)."""
     if emulator:
         import grpc  # the emulator speaks plaintext gRPC (what PUBSUB_EMULATOR_HOST does)
-        from google.auth.credentials import AnonymousCredentials
         from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
         from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
         sub = pubsub_v1.SubscriberClient(
             transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(emulator)),
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         )
         pub = pubsub_v1.PublisherClient(
             transport=PublisherGrpcTransport(channel=grpc.insecure_channel(emulator)),
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         )
         return sub, pub
     if credentials_file:

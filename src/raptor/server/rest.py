@@ -68,6 +68,7 @@ from raptor.server.wire import (
     content_type_of,
     dumps,
     entity_keys,
+    entity_keys_list,
     format_stamps,
     loads,
     query_keys,
@@ -196,7 +197,7 @@ class _Api:
         ents = body.get("entities")
         if not isinstance(ents, list):
             raise InvalidArgument("'entities' must be an array of key objects")
-        entities = [entity_keys(e, f"entities[{i}]") for i, e in enumerate(ents)]
+        entities = entity_keys_list(ents, "entities")
         sels = list(dict.fromkeys(parse_selector(s) for s in raw))
         columns = await self.engine.get_columns(sels, entities)
         names = [str(s) for s in sels]

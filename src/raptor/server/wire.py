@@ -43,6 +43,7 @@ __all__ = [
     "content_type_of",
     "dumps",
     "entity_keys",
+    "entity_keys_list",
     "format_micros",
     "format_stamps",
     "loads",
@@ -222,4 +223,20 @@ def entity_keys(obj: Any, where: str) -> dict[str, str]:
             raise InvalidArgument(
                 f"{where}.{name} must be a string (or an integer), got {type(value).__name__}"
             )
+    return out
+
+
+def entity_keys_list(objs: list[Any], where: str) -> list[dict[str, str]]:
+    """:func:`entity_keys` of every object of a JSON array (``where[i]`` names a bad one).
+    Objects whose values are all strings already (the common case) are kept as they are."""
+    out: list[dict[str, str]] = []
+    for i, obj in enumerate(objs):
+        if type(obj) is dict:
+            for value in obj.values():
+                if type(value) is not str:
+                    break
+            else:
+                out.append(obj)
+                continue
+        out.append(entity_keys(obj, f"{where}[{i}]"))
     return out

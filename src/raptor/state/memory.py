@@ -29,14 +29,16 @@ Time is assumed to move forward across calls (``now``/``at`` of a call is not ea
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
-from itertools import count
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import count, repeat
 from typing import Any
 
 from raptor.api.windows import FANOUT, Partial, WindowSpec
 from raptor.state import (
+    CHECKPOINT_TTL,
     Column,
     ColumnRead,
+    Positioned,
     Stamped,
     ValueColumn,
     ValueColumnRead,
@@ -379,10 +381,10 @@ class MemoryStateStore:
     def _value_column(
         self, fqn: str, entities: Sequence[str], version: int, now: int
     ) -> ValueColumn:
-        get = self._values.get
         values: list[Any] = [None] * len(entities)
         stamps: list[int | None] = [None] * len(entities)
-        for i, entries in enumerate([get((fqn, e)) for e in entities]):
+        found = map(self._values.get, zip(repeat(fqn), entities))  # the lookups, in C
+        for i, entries in enumerate(found):
             if entries is not None and len(entries) > version:
                 value, ts, exp = entries[version]
                 if now <= exp:
@@ -393,14 +395,16 @@ class MemoryStateStore:
     def _window_column(
         self, fqn: str, entities: Sequence[str], window: WindowSpec, at: int
     ) -> list[Partial]:
-        # The cover grouped by level, in cover order (so sums add up in the very order of
-        # _window_read: the same floats to the last bit).
-        groups: list[tuple[int, list[int]]] = []
+        # The cover (computed once) grouped by level, in cover order, so buckets are merged in
+        # the very order of _window_read (the same float sums, to the last bit). Per level,
+        # a state with fewer buckets than the cover has there is scanned instead of probed.
+        groups: list[tuple[int, list[int], dict[int, int]]] = []
         for level, index in window.cover(at):
-            if groups and groups[-1][0] == level:
-                groups[-1][1].append(index)
-            else:
-                groups.append((level, [index]))
+            if not groups or groups[-1][0] != level:
+                groups.append((level, [], {}))
+            _, indexes, where = groups[-1]
+            where[index] = len(indexes)
+            indexes.append(index)
         get = self._windows.get
         out: list[Partial] = []
         for e in entities:
@@ -415,11 +419,26 @@ class MemoryStateStore:
             c = 0
             mn: Any = None
             mx: Any = None
-            for level, indexes in groups:
+            for level, indexes, where in groups:
                 buckets = levels[level]
-                if not buckets:
-                    continue
-                for p in map(buckets.get, indexes):
+                parts: Iterable[list[Any] | None]
+                if len(buckets) < len(indexes):
+                    if not buckets:
+                        continue
+                    found: list[int] | None = None
+                    for i in buckets:
+                        if i in where:
+                            if found is None:
+                                found = [where[i]]
+                            else:
+                                found.append(where[i])
+                    if found is None:
+                        continue
+                    found.sort()
+                    parts = map(buckets.get, map(indexes.__getitem__, found))
+                else:
+                    parts = map(buckets.get, indexes)
+                for p in parts:
                     if p is None:
                         continue
                     if c == 0:
@@ -450,3 +469,87 @@ class MemoryStateStore:
 
     async def close(self) -> None:
         return None
+
+    # -- checkpoints (raptor.state.CheckpointStore) ----------------------------------------
+    #
+    # Fences live in ``_fences[(fqn, entity)][(source, partition)]``; a heap of
+    # ``(expires_at, key)`` drops the fences of an entity not written for ``checkpoint_ttl``
+    # (bounded work per call, as the value sweep). The whole call runs without an await, so it
+    # is atomic for other coroutines.
+
+    checkpoint_ttl: float = CHECKPOINT_TTL
+    _ckpt: _Checkpoints | None = None
+
+    def _checkpoints(self) -> _Checkpoints:
+        c = self._ckpt
+        if c is None:
+            c = self._ckpt = _Checkpoints()
+        return c
+
+    async def apply_checkpointed(
+        self,
+        writes: Sequence[Positioned],
+        now: int,
+        source: str,
+        positions: Mapping[str, str],
+    ) -> list[bool]:
+        c = self._checkpoints()
+        fences = c.fences
+        ttl = int(self.checkpoint_ttl * 1_000_000)
+        out: list[bool] = []
+        for w in writes:
+            m = w.mutation
+            key = (m.fqn, m.entity)
+            fence = fences.get(key)
+            name = (source, w.partition)
+            pos = w.position
+            if fence is None:
+                fence = fences[key] = {}
+            else:
+                seen = fence.get(name)
+                if seen is not None and (len(pos), pos) <= (len(seen), seen):
+                    out.append(False)
+                    continue
+            if isinstance(m, ValueWrite):
+                self._write(m.fqn, m.entity, m.op, m.value, m.timestamp, m.policy, now)
+            else:
+                self._window_add(m.fqn, m.entity, m.window, m.events, now)
+            fence[name] = pos
+            if key not in c.expires:
+                heapq.heappush(c.heap, (now + ttl, key))
+            c.expires[key] = now + ttl
+            out.append(True)
+        recorded = c.positions.setdefault(source, {})
+        for partition, pos in positions.items():
+            seen = recorded.get(partition)
+            if seen is None or (len(pos), pos) > (len(seen), seen):
+                recorded[partition] = pos
+        budget = _SWEEP_BUDGET
+        heap = c.heap
+        while heap and heap[0][0] < now and budget:
+            budget -= 1
+            _, key = heapq.heappop(heap)
+            expires = c.expires.get(key)
+            if expires is None:
+                continue
+            if expires < now:
+                del c.expires[key]
+                fences.pop(key, None)
+            else:
+                heapq.heappush(heap, (expires, key))
+        return out
+
+    async def positions(self, source: str) -> dict[str, str]:
+        return dict(self._checkpoints().positions.get(source, {}))
+
+
+class _Checkpoints:
+    """Fences and recorded positions of :meth:`MemoryStateStore.apply_checkpointed`."""
+
+    __slots__ = ("expires", "fences", "heap", "positions")
+
+    def __init__(self) -> None:
+        self.fences: dict[_ValueKey, dict[tuple[str, str], str]] = {}
+        self.expires: dict[_ValueKey, int] = {}
+        self.heap: list[tuple[int, _ValueKey]] = []
+        self.positions: dict[str, dict[str, str]] = {}

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -52,6 +52,8 @@ from raptor.api.timeutil import format_duration
 from raptor.api.windows import DEFAULT_GRACE, Partial, WindowSpec
 from raptor.errors import StateUnavailable, ValueTypeError
 from raptor.state import (
+    CHECKPOINT_TTL,
+    Positioned,
     Stamped,
     ValueRead,
     ValueWrite,
@@ -61,7 +63,10 @@ from raptor.state import (
     WritePolicy,
 )
 from raptor.state.redis_scripts import (
+    FENCED_WINDOW_ADD,
+    FENCED_WRITE,
     READ_WINDOW,
+    RECORD_POSITIONS,
     WINDOW_ADD,
     WRITE,
     decode_partial,
@@ -523,6 +528,164 @@ class RedisStateStore:
         self._closed = True
         await self._transport.aclose()
 
+    # -- checkpoints (raptor.state.CheckpointStore) ----------------------------------------
+    #
+    # Fences: ``raptor:{<fqn>|<entity>}:ck`` (a hash, field ``<source>|<partition>`` → the last
+    # position applied), on the slot of the (feature, entity) it guards, moved by the same
+    # script that writes (FENCED_WRITE / FENCED_WINDOW_ADD). Outside Cluster the whole batch is
+    # also one MULTI/EXEC, so readers see all of it or none of it. Recorded positions:
+    # ``raptor:{<source>}:positions`` (a hash, partition → position), written after the batch.
+
+    checkpoint_ttl: float = CHECKPOINT_TTL
+
+    def fence_key(self, fqn: str, entity: str) -> str:
+        """The fence hash of a feature's entity (same hash slot as its values and windows)."""
+        return f"{self._prefix}:{{{fqn}|{entity}}}:ck"
+
+    def positions_key(self, source: str) -> str:
+        """The hash of the positions recorded for a source."""
+        return f"{self._prefix}:{{{source}}}:positions"
+
+    async def apply_checkpointed(
+        self,
+        writes: Sequence[Positioned],
+        now: int,
+        source: str,
+        positions: Mapping[str, str],
+    ) -> list[bool]:
+        ttl_ms = max(1, round(self.checkpoint_ttl * 1000))
+        out = [True] * len(writes)
+        cmds: list[_Cmd] = []
+        plans: list[tuple[bool, list[int], list[int]]] = []
+        groups: dict[tuple[str, str, WindowSpec, str], list[int]] = {}
+        for i, w in enumerate(writes):
+            m = w.mutation
+            if isinstance(m, ValueWrite):
+                cmd = self._write_cmd(m.fqn, m.entity, m.op, m.value, m.timestamp, m.policy, now)
+                cmds.append(
+                    (
+                        "EVALSHA",
+                        FENCED_WRITE.sha,
+                        2,
+                        self.fence_key(m.fqn, m.entity),
+                        cmd[3],
+                        f"{source}|{w.partition}",
+                        w.position,
+                        ttl_ms,
+                        *cmd[4:],
+                    )
+                )
+                plans.append((True, [i], []))
+            else:
+                groups.setdefault((m.fqn, m.entity, m.window, w.partition), []).append(i)
+        for (fqn, entity, window, partition), idx in groups.items():
+            g = window.granularity
+            oldest = now // g - window.buckets + 1
+            regular: list[tuple[int, Any]] = []
+            future: list[tuple[int, Any]] = []
+            rpos: list[str] = []
+            fpos: list[str] = []
+            rown: list[int] = []
+            fown: list[int] = []
+            for i in idx:
+                w = writes[i]
+                mut = w.mutation
+                assert isinstance(mut, WindowAdd)
+                for t, x in mut.events:
+                    if t > now:
+                        future.append((t, x))
+                        fpos.append(w.position)
+                        fown.append(i)
+                    elif t // g >= oldest:
+                        regular.append((t // g, x))
+                        rpos.append(w.position)
+                        rown.append(i)
+            if not regular and not future:
+                continue  # every event is late: nothing to write, nothing to fence
+            try:
+                ev, fu = encode_events(regular), encode_events(future)
+            except (OverflowError, struct.error) as exc:
+                raise ValueTypeError(f"window value of {fqn}: {exc}") from None
+            hkey, zkey = self.window_keys(fqn, entity, window)
+            cmds.append(
+                (
+                    "EVALSHA",
+                    FENCED_WINDOW_ADD.sha,
+                    3,
+                    self.fence_key(fqn, entity),
+                    hkey,
+                    zkey,
+                    f"{source}|{partition}",
+                    ttl_ms,
+                    ",".join(rpos),
+                    ",".join(fpos),
+                    now,
+                    *self._window(window).args,
+                    ev,
+                    fu,
+                )
+            )
+            plans.append((False, rown, fown))
+        replies = await self._checkpoint_call(cmds) if cmds else []
+        for (is_value, rown, fown), reply in zip(plans, replies, strict=True):
+            if is_value:
+                if int(reply[0]) == 0:
+                    out[rown[0]] = False
+                continue
+            skipped_regular, skipped_future = int(reply[0]), int(reply[1])
+            for i in rown[:skipped_regular]:
+                out[i] = False
+            for i in fown[:skipped_future]:
+                out[i] = False
+        if positions:
+            flat = [x for pair in positions.items() for x in pair]
+            await self._call(
+                [("EVALSHA", RECORD_POSITIONS.sha, 1, self.positions_key(source), *flat)]
+            )
+        return out
+
+    async def _checkpoint_call(self, cmds: list[_Cmd]) -> list[Any]:
+        """Run fenced scripts: one MULTI/EXEC outside Cluster (scripts loaded first when Redis
+        does not know them), one pipeline per node in Cluster."""
+        if isinstance(self._transport, _ClusterTransport):
+            return await self._call(cmds)
+        for attempt in (1, 2):
+            try:
+                async with asyncio.timeout(self._timeout):
+                    replies = await self._transport.execute([("MULTI",), *cmds, ("EXEC",)])
+            except (RedisError, OSError, TimeoutError) as exc:
+                why = str(exc) or type(exc).__name__
+                raise StateUnavailable(f"{self._where} unavailable: {why}") from exc
+            result = replies[-1]
+            items: list[Any] = list(result) if isinstance(result, list) else [result]
+            errors = [r for r in (*replies[:-1], *items) if isinstance(r, ResponseError)]
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in errors):
+                await self._call(
+                    [("SCRIPT", "LOAD", s.source) for s in (FENCED_WRITE, FENCED_WINDOW_ADD)]
+                )
+                continue  # fenced: what the first attempt applied is skipped now
+            for r in errors:
+                text = str(r)
+                if text.startswith("RAPTOR "):
+                    raise ValueTypeError(text[7:])
+                raise StateUnavailable(f"{self._where} refused a command: {text}") from r
+            if len(items) != len(cmds):
+                raise StateUnavailable(f"{self._where}: unexpected transaction reply {result!r}")
+            return items
+        raise AssertionError("unreachable")
+
+    async def positions(self, source: str) -> dict[str, str]:
+        (reply,) = await self._call([("HGETALL", self.positions_key(source))])
+        pairs = (
+            reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2], strict=True)
+        )
+        return {
+            (k.decode() if isinstance(k, bytes) else str(k)): (
+                v.decode() if isinstance(v, bytes) else str(v)
+            )
+            for k, v in pairs
+        }
+
     def __repr__(self) -> str:
         return f"RedisStateStore({self._where}, prefix={self._prefix!r})"
 
@@ -559,3 +722,6 @@ def _connect(
         host, port = t.nodes[0]
         client = aredis.Redis(host=host, port=port, db=db, **pool_opts, **common)
     return _PoolTransport(client)
+
+
+_SCRIPTS.update({s.sha: s for s in (FENCED_WRITE, FENCED_WINDOW_ADD, RECORD_POSITIONS)})

@@ -559,3 +559,93 @@ if not acc then return '' end
 return ppack(acc)
 """
 )
+
+
+# -- checkpoints (raptor.state.CheckpointStore) -------------------------------------------------
+#
+# The fenced scripts run the very same WRITE / WINDOW_ADD code, wrapped as a Lua function, after
+# checking the (feature, entity)'s fence hash (one field per ``source|partition``: the last
+# position applied) and before moving it — all in one script, on the slot of the feature+entity.
+# Positions are decimal-digit strings: ``newer`` compares them as numbers (length, then text).
+
+_NEWER = r"""
+local function newer(a, b)
+  if not b then return true end
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+"""
+
+
+def _wrapped(script: Script) -> str:
+    return "local function inner_script(KEYS, ARGV)\n" + script.source + "\nend\n" + _NEWER
+
+
+FENCED_WRITE = Script(
+    _wrapped(WRITE)
+    + r"""
+-- KEYS[1] fence hash, KEYS[2] values hash. ARGV[1] fence field, ARGV[2] position,
+-- ARGV[3] fence TTL (ms), then WRITE's arguments. Returns {0} (a replay, skipped) or {1}.
+if not newer(ARGV[2], redis.call('HGET', KEYS[1], ARGV[1])) then return {0} end
+local args = {}
+for i = 4, #ARGV do args[#args + 1] = ARGV[i] end
+local r = inner_script({KEYS[2]}, args)
+if type(r) == 'table' and r.err then return r end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {1}
+"""
+)
+
+FENCED_WINDOW_ADD = Script(
+    _wrapped(WINDOW_ADD)
+    + r"""
+-- KEYS[1] fence hash, KEYS[2] window hash, KEYS[3] pending zset. ARGV[1] fence field,
+-- ARGV[2] fence TTL (ms), ARGV[3] / ARGV[4] the positions of the regular / future events
+-- (comma-separated, each list in order), then WINDOW_ADD's 7 arguments. Events at or before
+-- the fence are dropped. Returns {skipped regular, skipped future}.
+local fence = redis.call('HGET', KEYS[1], ARGV[1])
+local args = {}
+for i = 1, 7 do args[i] = ARGV[4 + i] end
+local top = nil
+local function keep(blob, list)
+  local parts, skipped, k = {}, 0, 0
+  for p in string.gmatch(list, '[^,]+') do
+    k = k + 1
+    if newer(p, fence) then
+      parts[#parts + 1] = string.sub(blob, (k - 1) * 17 + 1, k * 17)
+      if not top or newer(p, top) then top = p end
+    else
+      skipped = skipped + 1
+    end
+  end
+  if skipped == 0 then return blob, 0 end
+  return table.concat(parts), skipped
+end
+local sr, sf
+args[6], sr = keep(args[6], ARGV[3])
+args[7], sf = keep(args[7], ARGV[4])
+if top then
+  local r = inner_script({KEYS[2], KEYS[3]}, args)
+  if type(r) == 'table' and r.err then return r end
+  redis.call('HSET', KEYS[1], ARGV[1], top)
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return {sr, sf}
+"""
+)
+
+RECORD_POSITIONS = Script(
+    _NEWER
+    + r"""
+-- KEYS[1] positions hash of a source. ARGV: partition, position, ... Keeps the newest.
+for i = 1, #ARGV, 2 do
+  if newer(ARGV[i + 1], redis.call('HGET', KEYS[1], ARGV[i])) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 1
+"""
+)
+
+__all__ += ["FENCED_WINDOW_ADD", "FENCED_WRITE", "RECORD_POSITIONS"]
