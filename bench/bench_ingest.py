@@ -155,7 +155,15 @@ async def check(engine: Engine, n: int) -> None:
     assert total == expected, (total, expected)
 
 
+def flush(url: str) -> None:
+    """Start from empty state (and streams): each figure is measured on its own."""
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    client.close()
+
+
 async def bench_redis(url: str, n: int, batch: int, profile: bool = False) -> dict[str, Any]:
+    flush(url)
     stream = f"bench-{time.time_ns()}"
     fill_stream(url, stream, n)
     store = RedisStateStore.from_url(url)
@@ -178,15 +186,16 @@ async def bench_redis(url: str, n: int, batch: int, profile: bool = False) -> di
     return out
 
 
-def _produce_at_rate(url: str, stream: str, rate: int, seconds: float) -> None:
+def _produce_at_rate(url: str, stream: str, rate: int, n: int) -> None:
+    """Append ``n`` events at ``rate`` per second (100 pipelined appends a second)."""
     client = redis.Redis.from_url(url)
     ts = datetime.now(UTC).isoformat()
-    chunk = max(1, rate // 100)  # 100 appends per second, each of rate/100 events
+    chunk = max(1, rate // 100)
     start = time.monotonic()
     i = 0
-    while time.monotonic() - start < seconds:
+    while i < n:
         pipe = client.pipeline(transaction=False)
-        for _ in range(chunk):
+        for _ in range(min(chunk, n - i)):
             pipe.xadd(stream, {"data": event(i, ts)})
             i += 1
         pipe.execute()
@@ -197,17 +206,18 @@ def _produce_at_rate(url: str, stream: str, rate: int, seconds: float) -> None:
 
 
 async def bench_lag(url: str, rate: int, seconds: float) -> dict[str, float]:
+    flush(url)
     stream = f"lag-{time.time_ns()}"
     n = int(rate * seconds)
     store = RedisStateStore.from_url(url)
     engine = Engine(store)
-    runner = make_runner(engine, {"kind": "redis", "url": url, "stream": stream}, 2000)
+    runner = make_runner(engine, {"kind": "redis", "url": url, "stream": stream}, 5000)
     producer = multiprocessing.get_context("spawn").Process(
-        target=_produce_at_rate, args=(url, stream, rate, seconds)
+        target=_produce_at_rate, args=(url, stream, rate, n)
     )
     producer.start()
     lags: list[float] = []
-    await consume(runner, int(n * 0.98), lags)
+    await consume(runner, n, lags)
     producer.join()
     await engine.aclose()
     await store.close()
@@ -224,6 +234,7 @@ async def bench_kafka(url: str, n: int, batch: int) -> dict[str, Any]:
     from brokers import KafkaMock
     from confluent_kafka import Producer
 
+    flush(url)
     mock = KafkaMock()
     topic = "bench"
     mock.create_topic(topic, 4)

@@ -34,7 +34,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from raptor.api.assets import FeatureDef, KeepPrevious
+from raptor.api.assets import FeatureDef, KeepPrevious, ModelDef
 from raptor.api.names import fqn_of, parse_selector
 from raptor.api.primitives import Primitive
 from raptor.api.timeutil import SECOND, from_micros, to_micros
@@ -465,6 +465,31 @@ async def test_freshness_and_staleness_boundaries_are_those_of_get(
         60 * SECOND: (1, False),
         60 * SECOND + 1: (None, False),
     }[after]
+
+
+async def test_a_model_in_a_batch_fails_cell_by_cell_as_get_does() -> None:
+    model = ModelDef(
+        fqn=fqn_of("default", "churn"),
+        namespace="default",
+        name="churn",
+        freshness=SECOND,
+        staleness=SECOND,
+        timeout=0,
+        features=(parse_selector("p"),),
+        key_feature=parse_selector("p"),
+    )
+    clock = FakeClock(T0)
+    catalog = build_catalog([Spec("p", "int", "push", 10, 60, ("id",)).defn(), model])
+    engine = Engine(MemoryStateStore(), clock=clock, catalog=catalog)
+    await engine.set("p", {"id": "a"}, 3)
+    entities = [{"id": "a"}, {"id": "b"}]
+
+    columns = await engine.get_columns(["p", "churn"], entities)
+    want = await one_by_one(engine, ["p", "churn"], entities)
+    await engine.aclose()
+
+    assert_cells_equal(columns_as_cells(columns, entities), want)
+    assert sorted(columns[1].errors) == [0, 1]
 
 
 async def test_with_get_middlewares_every_cell_goes_through_them() -> None:

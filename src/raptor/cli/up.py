@@ -107,6 +107,7 @@ async def _serve(
     control = LocalControlPlane(engine, paths)
     report = control.reconcile()
     _print_report(report, control)
+    _tune_gc()
 
     app = create_app(engine, statuses=control.statuses)
     config = uvicorn.Config(
@@ -177,6 +178,21 @@ async def _serve(
     await state.close()
     print("Raptor stopped.", flush=True)
     return 0
+
+
+def _tune_gc() -> None:
+    """Fewer, cheaper garbage collections for a long-running server.
+
+    Everything loaded at start (modules, catalog, programs) moves to the permanent generation,
+    and young collections run every 50,000 allocations instead of 700: a full collection over a
+    large in-memory state otherwise pauses the loop for tens of milliseconds (the batchGet p99).
+    Feature state holds no reference cycles, so memory is not at risk.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def _http_protocol() -> str:

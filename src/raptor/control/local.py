@@ -71,9 +71,7 @@ class LocalControlPlane:
         for key, previous in self.running.items():
             if key not in desired and previous.origin.file in bad_files:
                 desired[key] = previous
-                kept[key] = next(
-                    str(e) for e in loaded.errors if e.file == previous.origin.file
-                )
+                kept[key] = next(str(e) for e in loaded.errors if e.file == previous.origin.file)
 
         catalog = build_catalog(desired.values())
         # Assets whose new definition is rejected keep their previous running version.

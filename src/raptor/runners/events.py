@@ -36,14 +36,14 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from raptor.api.assets import DataSourceDef
 from raptor.api.names import encode_entity
-from raptor.api.timeutil import from_micros, parse_timestamp, to_micros
+from raptor.api.timeutil import EPOCH, from_micros, parse_timestamp, to_micros
 from raptor.engine.catalog import FeatureRuntime
 from raptor.engine.engine import Engine
 from raptor.engine.ingest import flatten_row
@@ -52,7 +52,7 @@ from raptor.errors import InvalidArgument, MissingKeyError, RaptorError
 from raptor.runners.source import DeadLetter, Message
 from raptor.state import ValueWrite, WindowAdd, WriteOp
 
-__all__ = ["EventOutcome", "EventProcessor", "Reason"]
+__all__ = ["EventOutcome", "EventProcessor", "Reason", "event_time"]
 
 log = logging.getLogger("raptor.runners")
 
@@ -84,6 +84,35 @@ class EventOutcome:
     dead: DeadLetter | None = None
     broker_time_used: bool = False
     event_time: int | None = None
+
+
+_fromisoformat = datetime.fromisoformat
+_ONE_US = timedelta(microseconds=1)
+
+
+def event_time(stamp: object) -> tuple[int, datetime]:
+    """``(epoch µs, aware UTC datetime)`` of a timestamp field (SPEC 8: RFC 3339, or epoch
+    seconds / milliseconds as a number). Raises ``ValueError``. The common RFC 3339 string
+    takes one ``fromisoformat`` call; everything else goes through
+    :func:`raptor.api.timeutil.parse_timestamp`.
+
+    >>> event_time("2024-06-01T00:00:00.5Z")[0]
+    1717200000500000
+    """
+    if type(stamp) is str:
+        try:
+            dt = _fromisoformat(stamp)
+        except ValueError:
+            dt = parse_timestamp(stamp)  # its error message names the accepted forms
+        else:
+            tz = dt.tzinfo
+            if tz is None:
+                dt = dt.replace(tzinfo=UTC)
+            elif tz is not UTC:
+                dt = dt.astimezone(UTC)
+    else:
+        dt = parse_timestamp(stamp)
+    return (dt - EPOCH) // _ONE_US, dt
 
 
 class _Poison(Exception):
@@ -156,39 +185,47 @@ class EventProcessor:
         self.payload_field = payload_field
         self.validator = _schema_validator(source)
 
-    def decode(self, message: Message, now: int) -> tuple[dict[str, Any], int, bool]:
-        """The flattened row, its event time (µs) and whether the broker time was used."""
+    def decode(self, message: Message, now: int) -> tuple[dict[str, Any], int, datetime, bool]:
+        """The flattened row, its event time (µs and aware UTC datetime) and whether the
+        broker time was used. Raises ``_Poison``."""
         payload = message.payload
-        if isinstance(payload, bytes | bytearray | memoryview):
+        if isinstance(payload, bytes):
             try:
                 raw = _decode(payload)
             except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                 raise _Poison(Reason.UNDECODABLE, f"the message is not JSON: {exc}") from None
         else:
             raw = dict(payload)
-        if not isinstance(raw, dict):
+        if type(raw) is not dict:
             raise _Poison(Reason.UNDECODABLE, f"expected a JSON object, got {type(raw).__name__}")
         if self.validator is not None:
             errors = [str(e) for e in self.validator.iter_errors(raw)]
             if errors:
                 raise _Poison(Reason.SCHEMA, "; ".join(errors[:5]))
-        row = flatten_row(raw)
+        row = raw
+        for v in raw.values():
+            if type(v) is dict:
+                row = flatten_row(raw)
+                break
         ts_field = self.ts_field
         if ts_field:
             stamp = row.get(ts_field)
             if stamp is None:
-                if self.fallback and message.broker_time is not None:
-                    return row, message.broker_time, True
+                broker = message.broker_time
+                if self.fallback and broker is not None:
+                    return row, broker, from_micros(broker), True
                 raise _Poison(
                     Reason.MISSING_TIMESTAMP, f"the row has no timestamp field {ts_field!r}"
                 )
             try:
-                return row, to_micros(parse_timestamp(stamp)), False
+                t, when = event_time(stamp)
             except (ValueError, OverflowError) as exc:
                 raise _Poison(Reason.BAD_TIMESTAMP, f"field {ts_field!r}: {exc}") from None
-        if message.broker_time is not None:
-            return row, message.broker_time, True
-        return row, now, False
+            return row, t, when, False
+        broker = message.broker_time
+        if broker is not None:
+            return row, broker, from_micros(broker), True
+        return row, now, from_micros(now), False
 
     async def process(self, messages: Sequence[Message]) -> list[EventOutcome]:
         """One outcome per message, in order."""
@@ -202,10 +239,9 @@ class EventProcessor:
             out = EventOutcome(msg, [])
             outcomes.append(out)
             try:
-                row, event_time, used = self.decode(msg, now)
+                row, event_time, when, used = self.decode(msg, now)
                 out.broker_time_used = used
                 out.event_time = event_time
-                when = from_micros(event_time)
                 for rt in features:
                     names = rt.defn.keys
                     keys: dict[str, str] = {}

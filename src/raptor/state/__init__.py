@@ -295,8 +295,7 @@ from collections.abc import Mapping  # noqa: E402  (checkpoint extension below)
 #   ``(fqn, entity)`` (default 7 days: re-deliveries come long before).
 
 
-@dataclass(frozen=True, slots=True)
-class Positioned:
+class Positioned(NamedTuple):
     """A mutation caused by the event at ``position`` of ``partition`` (of one source)."""
 
     partition: str

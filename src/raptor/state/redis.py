@@ -557,10 +557,12 @@ class RedisStateStore:
         out = [True] * len(writes)
         cmds: list[_Cmd] = []
         plans: list[tuple[bool, list[int], list[int]]] = []
-        groups: dict[tuple[str, str, WindowSpec, str], list[int]] = {}
+        # A feature has one window, so (fqn, entity, partition) names a group (no WindowSpec
+        # hashing per write).
+        groups: dict[tuple[str, str, str], tuple[WindowSpec, list[int]]] = {}
         for i, w in enumerate(writes):
             m = w.mutation
-            if isinstance(m, ValueWrite):
+            if type(m) is ValueWrite:
                 cmd = self._write_cmd(m.fqn, m.entity, m.op, m.value, m.timestamp, m.policy, now)
                 cmds.append(
                     (
@@ -577,8 +579,12 @@ class RedisStateStore:
                 )
                 plans.append((True, [i], []))
             else:
-                groups.setdefault((m.fqn, m.entity, m.window, w.partition), []).append(i)
-        for (fqn, entity, window, partition), idx in groups.items():
+                assert isinstance(m, WindowAdd)
+                group = groups.get((m.fqn, m.entity, w.partition))
+                if group is None:
+                    groups[(m.fqn, m.entity, w.partition)] = group = (m.window, [])
+                group[1].append(i)
+        for (fqn, entity, partition), (window, idx) in groups.items():
             g = window.granularity
             oldest = now // g - window.buckets + 1
             regular: list[tuple[int, Any]] = []
@@ -588,17 +594,15 @@ class RedisStateStore:
             rown: list[int] = []
             fown: list[int] = []
             for i in idx:
-                w = writes[i]
-                mut = w.mutation
-                assert isinstance(mut, WindowAdd)
-                for t, x in mut.events:
+                _, position, mut = writes[i]
+                for t, x in mut.events:  # type: ignore[union-attr]
                     if t > now:
                         future.append((t, x))
-                        fpos.append(w.position)
+                        fpos.append(position)
                         fown.append(i)
                     elif t // g >= oldest:
                         regular.append((t // g, x))
-                        rpos.append(w.position)
+                        rpos.append(position)
                         rown.append(i)
             if not regular and not future:
                 continue  # every event is late: nothing to write, nothing to fence
