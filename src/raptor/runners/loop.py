@@ -1,11 +1,14 @@
 """The consume→update loop of one streaming DataSource (:class:`StreamRunner`).
 
-One batch at a time, in order, with the next batch fetched while the current one is written
-(bounded: one batch in flight plus one prefetched — backpressure reaches the broker when state
-is slow, because nothing more is fetched)::
+Batches go through three overlapping stages, in order — fetching batch N+2, processing N+1,
+committing N (state write, dead letters, ack) — with at most one batch in each, so memory is
+bounded and backpressure reaches the broker when state is slow (nothing more is fetched)::
 
     fetch ─► decode/flatten/keys/event time/programs ─► state write (+ positions) ─►
             dead letters ─► ack/commit
+
+Commits run strictly one after the other, in batch order. A source that delivers the next
+batch only after the ack (JetStream's one batch in flight) runs the stages one by one.
 
 **Delivery**: nothing is acknowledged before its state write (and, for poison messages, its
 dead letter) succeeded; failures are retried with exponential backoff (``retry_initial`` up to
@@ -209,6 +212,9 @@ class StreamRunner:
         committing: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
+                if committing is not None and committing.done():
+                    await committing  # surfaces an unexpected failure of the last commit
+                    committing = None
                 if pending is not None:
                     batch = await pending
                     pending = None
@@ -356,9 +362,10 @@ class StreamRunner:
             part = msg.partition + self._suffix
             if final and position_after(pos, positions.get(part)):
                 positions[part] = pos
-            for mut in o.mutations:
-                writes.append(Positioned(part, pos, mut))
-                owners.append(i)
+            muts = o.mutations
+            if muts:
+                writes.extend([Positioned(part, pos, mut) for mut in muts])
+                owners.extend([i] * len(muts))
         replayed = 0
         if plain:
             await self.engine.state.apply(plain, now)

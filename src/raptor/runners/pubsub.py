@@ -1,10 +1,11 @@
 """Google Cloud Pub/Sub source; the only module that imports ``google.cloud.pubsub``.
 
 Config (SPEC 8.1): ``project_id``, ``subscription`` — or ``topic``, and the subscription
-``raptor.<namespace>.<name>`` is created on it (``ack_deadline``, default ``30s``) —, optional
-``emulator_host`` (``host:port`` of the Pub/Sub emulator: plaintext, no credentials),
-``credentials_file`` (a service account JSON file; else Application Default Credentials),
-``dead_letter`` (default topic ``<subscription>.dead``, created if missing).
+``raptor.<namespace>.<name>`` is created on it with ``ack_deadline`` (default ``10s``, Pub/Sub's
+minimum: how soon a crashed runner's messages come back) —, optional ``emulator_host``
+(``host:port`` of the Pub/Sub emulator: plaintext, no credentials), ``credentials_file`` (a
+service account JSON file; else Application Default Credentials), ``dead_letter`` (default
+topic ``<subscription>.dead``, created if missing).
 
 Delivery: synchronous ``pull`` of up to the batch size (the client library runs it in a worker
 thread), ``acknowledge`` after the state write; unacknowledged messages come back after the
@@ -72,7 +73,7 @@ class PubSubSource:
             )
         self.subscription_name = sub_name or f"raptor.{settings.data_source}"
         self.subscription = f"projects/{self.project}/subscriptions/{self.subscription_name}"
-        self.ack_deadline = int(config_duration(o, "ack_deadline", 30.0))
+        self.ack_deadline = int(config_duration(o, "ack_deadline", 10.0))
         self.emulator = o.get("emulator_host", "").strip() or None
         self.credentials_file = o.get("credentials_file", "").strip() or None
         self.dead_letter_target = settings.config.dead_letter or f"{self.subscription_name}.dead"

@@ -58,6 +58,15 @@ def stream_position(entry_id: bytes | str) -> tuple[str, int]:
     return ms + (seq or "0").zfill(20), int(ms) * 1000
 
 
+def _entries(reply: Any) -> list[Any]:
+    """The entries of a one-stream ``XREADGROUP`` reply (RESP3 map or RESP2 array). Pure."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return list(next(iter(reply.values())))
+    return list(reply[0][1])
+
+
 class RedisStreamSource:
     """Consumes one Redis stream through a consumer group (see the module docstring)."""
 
@@ -129,7 +138,7 @@ class RedisStreamSource:
                     return claimed
             if self._own_after is not None:
                 reply: Any = await self._xreadgroup(r, self._own_after, max_messages, None)
-                entries = reply[0][1] if reply else []
+                entries = _entries(reply)
                 if entries:
                     last = entries[-1][0]
                     self._own_after = last.decode() if isinstance(last, bytes) else str(last)
@@ -143,9 +152,7 @@ class RedisStreamSource:
             raise SourceError(f"{self.description}: {exc}") from exc
         except (RedisError, OSError) as exc:
             raise SourceError(f"{self.description}: {exc}") from exc
-        if not reply:
-            return []
-        return self._messages(reply[0][1], self._partition)
+        return self._messages(_entries(reply), self._partition)
 
     async def _claim(self, r: aredis.Redis, max_messages: int) -> list[Message]:
         """Take over other consumers' entries idle for ``claim_idle``.
