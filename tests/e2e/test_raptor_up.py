@@ -51,6 +51,7 @@ class Up:
             ],
             stdout=self._out,
             stderr=subprocess.STDOUT,
+            cwd=folder.parent,  # dead letters and other local files land in the test's folder
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.client = httpx.Client(base_url=self.url, timeout=10)
@@ -286,3 +287,70 @@ def test_example_generator_pushes_every_row(up: Up) -> None:
     ).json()
     counts = [row["values"]["default.spend+count"]["value"] for row in batch["results"]]
     assert sum(counts) == 300
+
+
+STREAM_ASSETS = """\
+apiVersion: k8s.raptor.ml/v1alpha1
+kind: DataSource
+metadata:
+  name: clicks
+spec:
+  kind: streaming
+  config:
+    - name: kind
+      value: redis
+    - name: url
+      value: {url}
+    - name: stream
+      value: clicks
+  keyFields: [user]
+  timestampField: ts
+---
+apiVersion: k8s.raptor.ml/v1alpha1
+kind: Feature
+metadata:
+  name: clicks
+spec:
+  primitive: int
+  freshness: 1m
+  staleness: 1h
+  keys: [user]
+  dataSource:
+    name: clicks
+  builder:
+    aggr: [count]
+    code: |
+      def handler(row, ctx) -> int:
+          return 1
+"""
+
+
+def test_streaming_source_is_consumed_in_process(tmp_path: Path, redis_url: str) -> None:
+    """A Redis Streams DataSource under ``raptor up``: events are counted once, the in-process
+    runner's metrics are on the server's /metrics."""
+    import redis
+
+    folder = tmp_path / "assets"
+    folder.mkdir()
+    (folder / "clicks.yaml").write_text(STREAM_ASSETS.format(url=redis_url))
+    client = redis.Redis.from_url(redis_url)
+    now = datetime.now(UTC)
+    for i in range(25):
+        row = {"user": f"u{i % 5}", "ts": (now - timedelta(seconds=i)).isoformat()}
+        client.xadd("clicks", {"data": json.dumps(row)})
+    client.xadd("clicks", {"data": "not json"})
+    up = Up(folder, "--state", redis_url)
+    try:
+
+        def counted() -> bool:
+            res = up.client.get("/api/v1alpha1/features/clicks+count", params={"user": "u0"})
+            return res.status_code == 200 and res.json()["value"] == 5
+
+        assert wait_for(counted, 20), up.output()
+        metrics = up.client.get("/metrics").text
+        assert "raptor_ingest_events_total" in metrics
+        assert "raptor_ingest_dead_letter_total" in metrics
+        assert "raptor_feature_reads" in metrics
+    finally:
+        assert up.stop() == 0, up.output()
+        client.close()

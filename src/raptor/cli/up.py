@@ -109,7 +109,15 @@ async def _serve(
     _print_report(report, control)
     _tune_gc()
 
-    app = create_app(engine, statuses=control.statuses)
+    # --- ingestion (issue 5): one supervisor owns the in-process runners; its metrics are
+    # served on /metrics next to the accessor's ---
+    from raptor.runners.loop import RunnerSettings
+    from raptor.runners.supervisor import RunnerSupervisor, run_runners
+
+    runner_settings = RunnerSettings(dead_letter_dir=Path("dead-letters"), secrets=secrets)
+    supervisor = RunnerSupervisor(engine, runner_settings)
+    # --- end ingestion ---
+    app = create_app(engine, statuses=control.statuses, extra_metrics=[supervisor.metrics_text])
     config = uvicorn.Config(
         app,
         host=http[0],
@@ -153,12 +161,9 @@ async def _serve(
     # --- ingestion (issue 5): in-process stream runners, unless --no-runners ---
     runners_task: asyncio.Task[None] | None = None
     if not args.no_runners:
-        from raptor.runners.loop import RunnerSettings
-        from raptor.runners.supervisor import run_runners
-
-        runner_settings = RunnerSettings(dead_letter_dir=Path("dead-letters"), secrets=secrets)
         runners_task = asyncio.create_task(
-            run_runners(engine, control, stop, runner_settings), name="raptor-runners"
+            run_runners(engine, control, stop, runner_settings, supervisor=supervisor),
+            name="raptor-runners",
         )
     # --- end ingestion ---
     await stop.wait()

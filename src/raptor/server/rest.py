@@ -35,7 +35,7 @@ on the benchmark machine, against 3.5 ms through per-cell reads.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from time import perf_counter
 from typing import Any
 
@@ -114,6 +114,7 @@ class _Api:
         self.statuses = statuses
         self.max_body = max_body
         self.metrics = metrics
+        self.extra_metrics: Sequence[Callable[[], bytes]] = ()
         self.openapi = dumps(openapi_document())
 
     # -- plumbing ------------------------------------------------------------------------
@@ -334,7 +335,8 @@ class _Api:
 
     async def metrics_text(self, scope: Scope, receive: Receive) -> Reply:
         assert self.metrics is not None
-        return 200, self.metrics.render(), [(b"content-type", CONTENT_TYPE.encode())]
+        body = self.metrics.render() + b"".join(extra() for extra in self.extra_metrics)
+        return 200, body, [(b"content-type", CONTENT_TYPE.encode())]
 
     async def openapi_json(self, scope: Scope, receive: Receive) -> Reply:
         return 200, self.openapi, [_JSON]
@@ -433,12 +435,14 @@ def create_app(
     statuses: Callable[[], Mapping[str, AssetStatus]] | None = None,
     max_body: int = 1_048_576,
     metrics: bool = True,
+    extra_metrics: Sequence[Callable[[], bytes]] = (),
 ) -> RestApp:
     """The REST accessor of ``engine``.
 
     ``statuses`` returns every asset's status keyed ``Kind/fqn`` (the control plane's view, for
     the descriptors); it defaults to the engine catalog's. ``max_body`` bounds request bodies
-    (413 past it). ``metrics`` adds ``/metrics`` and records request and feature counters.
+    (413 past it). ``metrics`` adds ``/metrics`` and records request and feature counters;
+    ``extra_metrics`` are appended to it (text exposition, e.g. the in-process runners').
     """
     api = _Api(
         engine,
@@ -446,6 +450,7 @@ def create_app(
         max_body,
         Metrics() if metrics else None,
     )
+    api.extra_metrics = tuple(extra_metrics)
 
     def route(path: str, handler: Handler, methods: list[str]) -> Route:
         return Route(path, _starlette_endpoint(api.route(path, handler)), methods=methods)
