@@ -354,3 +354,33 @@ def test_streaming_source_is_consumed_in_process(tmp_path: Path, redis_url: str)
     finally:
         assert up.stop() == 0, up.output()
         client.close()
+
+
+@pytest.mark.parametrize("flag", ["--http", "--grpc"])
+def test_a_busy_port_is_a_clear_error(tmp_path: Path, flag: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        other = "--grpc" if flag == "--http" else "--http"
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "raptor",
+                "up",
+                str(EXAMPLE),
+                flag,
+                f"127.0.0.1:{port}",
+                other,
+                f"127.0.0.1:{free_port()}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            check=False,
+        )
+    assert res.returncode == 3
+    assert "Traceback" not in res.stderr
+    assert f"127.0.0.1:{port}" in res.stderr

@@ -128,9 +128,15 @@ async def _serve(
         http=_http_protocol(),
     )
     server = _quiet_server_class()(config)
-    grpc_server = create_grpc_server(
-        engine, f"{grpc_addr[0]}:{grpc_addr[1]}", statuses=control.statuses
-    )
+    try:
+        grpc_server = create_grpc_server(
+            engine, f"{grpc_addr[0]}:{grpc_addr[1]}", statuses=control.statuses
+        )
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        await engine.aclose()
+        await state.close()
+        return 3
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -138,16 +144,28 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
 
     await grpc_server.start()
-    http_task = asyncio.create_task(server.serve(), name="raptor-http")
+
+    async def serve_http() -> None:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn exits the process when it cannot bind; we report instead
+            raise RuntimeError("REST server failed to start") from None
+
+    http_task = asyncio.create_task(serve_http(), name="raptor-http")
     watch_task = (
         None if args.no_watch else asyncio.create_task(control.watch(stop), name="raptor-watch")
     )
     while not server.started and not http_task.done():  # noqa: ASYNC110 (uvicorn has no event)
         await asyncio.sleep(0.02)
     if http_task.done():
+        if not http_task.cancelled():
+            http_task.exception()  # retrieved: reported below, not as "never retrieved"
         await grpc_server.stop(0)
-        failure = http_task.exception() if not http_task.cancelled() else None
-        print(f"error: cannot serve REST on {http[0]}:{http[1]}: {failure}", file=sys.stderr)
+        print(
+            f"error: cannot serve REST on {http[0]}:{http[1]} (see the message above: "
+            "address in use or not allowed?)",
+            file=sys.stderr,
+        )
         await engine.aclose()
         await state.close()
         return 3

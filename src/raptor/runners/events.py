@@ -164,10 +164,14 @@ def _schema_validator(source: DataSourceDef) -> Any:
         return None
 
 
+_ENTITY_CACHE = 100_000  # entity ids remembered per feature
+
+
 class _Bound:
     """What the hot loop needs of one bound feature, looked up once."""
 
     __slots__ = (
+        "entities",
         "fqn",
         "is_list",
         "keys",
@@ -190,6 +194,21 @@ class _Bound:
         self.is_list = defn.primitive.is_list
         self.staleness = defn.staleness
         self.policy = rt.policy
+        # entity id by key value, for single-key features (the hot loop skips encoding)
+        self.entities: dict[str, str] | None = {} if len(self.keys) == 1 else None
+
+    def entity(self, keys: dict[str, str]) -> str:
+        """The entity id of ``keys`` (cached by value for a single-key feature)."""
+        cache = self.entities
+        if cache is None:
+            return encode_entity(self.keys, keys, self.fqn)
+        value = keys[self.keys[0]]
+        entity = cache.get(value)
+        if entity is None:
+            if len(cache) >= _ENTITY_CACHE:
+                cache.clear()
+            entity = cache[value] = encode_entity(self.keys, keys, self.fqn)
+        return entity
 
 
 class EventProcessor:
@@ -302,10 +321,12 @@ class EventProcessor:
             value = res.value
             if value is None:
                 continue
+            ts = event_time if res.timestamp is None else to_micros(res.timestamp)
             if res.keys is not None:
                 keys = {**keys, **res.keys}
-            ts = event_time if res.timestamp is None else to_micros(res.timestamp)
-            entity = encode_entity(b.keys, keys, b.fqn)
+                entity = encode_entity(b.keys, keys, b.fqn)
+            else:
+                entity = b.entity(keys)
             if b.window is not None:
                 out.mutations.append(
                     WindowAdd(b.fqn, entity, b.window, ((ts, value if b.numeric else 1),))

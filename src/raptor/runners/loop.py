@@ -64,6 +64,9 @@ __all__ = ["RunnerSettings", "StreamRunner", "default_consumer"]
 log = logging.getLogger("raptor.runners")
 
 
+_positioned = tuple.__new__  # Positioned(...) without its Python-level __new__ (hot loop)
+
+
 def default_consumer() -> str:
     """A stable consumer identity: the host name (a StatefulSet pod keeps it on restart)."""
     return socket.gethostname() or "raptor-runner"
@@ -362,15 +365,16 @@ class StreamRunner:
             part = msg.partition + self._suffix
             if final and position_after(pos, positions.get(part)):
                 positions[part] = pos
-            muts = o.mutations
-            if muts:
-                writes.extend([Positioned(part, pos, mut) for mut in muts])
-                owners.extend([i] * len(muts))
+            for mut in o.mutations:
+                writes.append(_positioned(Positioned, (part, pos, mut)))
+                owners.append(i)
         replayed = 0
         if plain:
             await self.engine.state.apply(plain, now)
         if store is not None and (writes or positions):
             fresh = await store.apply_checkpointed(writes, now, self.data_source.fqn, positions)
+            if all(fresh):
+                return 0
             applied_events = {owners[j] for j, ok in enumerate(fresh) if ok}
             replay_events = {owners[j] for j, ok in enumerate(fresh) if not ok}
             replayed = len(replay_events - applied_events)

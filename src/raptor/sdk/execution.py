@@ -13,6 +13,12 @@ Speed without changing results (the analysis is in :mod:`raptor.sdk.source`):
 * rows hold only the fields the program reads, when it reads only literal fields;
 * ``ctx`` is one reused object when the program never lets it escape, and ``ctx.timestamp``
   is built only for programs that read it;
+* when both hold (and the feature is not a list), one row dict is reused too — a program that
+  reads only literal fields can neither keep nor change it — and the compiled function is
+  called in a tight loop over the rows that have keys; a result that is a scalar of the
+  primitive's own type is taken inline, anything else (``None``, a tuple return form, a value
+  to check or coerce) goes through the program's own checks, so results and errors are those of
+  :meth:`Program.run <raptor.engine.context.Program.run>`;
 * rows are built and run in chunks (bounded memory), with a progress bar on long replays.
 
 A program error stops the replay with the row index and the program's own message: in a
@@ -29,9 +35,9 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
-from raptor.api.primitives import Primitive
+from raptor.api.primitives import INT64_MAX, INT64_MIN, Primitive
 from raptor.api.timeutil import to_micros
-from raptor.engine.context import Context
+from raptor.engine.context import Context, ProgramResult
 from raptor.errors import ProgramRuntimeError, RaptorError
 from raptor.sdk.progress import Progress
 from raptor.sdk.rows import SourceFrame
@@ -153,6 +159,10 @@ class _Plan:
         self.rows: list[int] = []
         self.overridden = False
         self.dropped = 0
+        has_keys = np.ones(src.n, dtype=bool)
+        for kl in self.key_lists:
+            has_keys &= np.asarray(kl, dtype=object) != None  # noqa: E711 - elementwise
+        self.has_keys = has_keys
 
 
 def run_features(
@@ -222,10 +232,112 @@ def _run_slow(src: SourceFrame, plans: list[_Plan], progress: Progress | None) -
             times = micros_to_datetimes(src.micros[start:stop])
         micros = src.micros[start:stop].tolist()
         ok = valid[start:stop].tolist()
+        ok_mask = valid[start:stop]
         for p in plans:
-            _run_plan(p, src.rows(columns, start, stop), start, micros, ok, times)
+            if columns is not None and _fast_plan(p, columns):
+                _run_fast(p, columns, src, start, micros, ok_mask, times)
+            else:
+                _run_plan(p, src.rows(columns, start, stop), start, micros, ok, times)
         if progress is not None:
             progress.update(stop - start)
+
+
+def _fast_plan(p: _Plan, columns: list[str] | None) -> bool:
+    """True when :func:`_run_fast` can run ``p``: one reused row dict (the program reads only
+    literal fields, so the row cannot escape), one reused ``ctx``, one write per row."""
+    return columns is not None and p.fields is not None and p.attrs is not None and not p.is_list
+
+
+def _run_fast(
+    p: _Plan,
+    columns: list[str],
+    src: SourceFrame,
+    start: int,
+    micros: list[int],
+    ok: np.ndarray,
+    times: list[datetime] | None,
+) -> None:
+    """:func:`_run_plan` for a :func:`_fast_plan`: the compiled function is called directly and
+    its result normalized exactly as :meth:`Program.run` does (the scalar of the primitive's
+    own type inline; anything else through the program's own checks)."""
+    program = p.program
+    func = program._func
+    fast: Any = program._fast_type  # Any: ``type(out) is fast`` must not narrow ``out``
+    int_fast = fast is int
+    raised = program._raised
+    names = p.names
+    stop = start + len(micros)
+    key_lists = [kl[start:stop] for kl in p.key_lists]
+    has_keys = p.has_keys[start:stop]
+    p.dropped += int(np.count_nonzero(ok & ~has_keys))
+    idx: list[int] = np.flatnonzero(ok & has_keys).tolist()
+    cols = [src.values(c)[start:stop] for c in columns]
+    row: dict[str, Any] = dict.fromkeys(columns)
+    ctx = Context(p.fqn, p.namespace, {}, _EPOCH, _no_lookup, _no_lookup)
+    attrs = p.attrs or frozenset()
+    needs_keys = not attrs <= {"timestamp", "fqn", "namespace"}
+    append_t, append_v, append_r = p.t.append, p.values.append, p.rows.append
+    key_out = [p.keys[n] for n in names]
+    single = len(names) == 1
+    kl0 = key_lists[0] if single else []
+    append_k0 = key_out[0].append if single else None
+    col0 = cols[0] if len(cols) == 1 else None
+    name0 = columns[0] if len(cols) == 1 else ""
+    i = 0
+    try:
+        for i in idx:
+            if col0 is not None:
+                row[name0] = col0[i]
+            else:
+                for name, col in zip(columns, cols, strict=True):
+                    row[name] = col[i]
+            if times is not None:
+                ctx.timestamp = times[i]
+            kv: list[Any] | None = None
+            if needs_keys or not single:
+                kv = [kl[i] for kl in key_lists]
+                ctx.keys = dict(zip(names, kv, strict=True))
+            try:
+                out: Any = func(row, ctx)
+            except RaptorError:
+                raise
+            except (Exception, SystemExit) as exc:
+                raise raised(exc) from exc
+            if type(out) is fast and (not int_fast or INT64_MIN <= out <= INT64_MAX):
+                if append_k0 is not None:
+                    append_k0(kl0[i])
+                else:
+                    assert kv is not None
+                    for kcol, k in zip(key_out, kv, strict=True):
+                        kcol.append(k)
+                append_t(micros[i])
+                append_v(out)
+                append_r(start + i)
+                continue
+            if out is None:
+                continue
+            res = (
+                program._unpack(out)
+                if isinstance(out, tuple)
+                else ProgramResult(program._value(out, out))
+            )
+            value = res.value
+            if value is None:
+                continue
+            if kv is None:
+                kv = [kl[i] for kl in key_lists]
+            t = micros[i] if res.timestamp is None else to_micros(res.timestamp)
+            if res.keys is not None:
+                p.overridden = True
+                merged = {**dict(zip(names, kv, strict=True)), **res.keys}
+                kv = [merged[n] for n in names]
+            for kcol, k in zip(key_out, kv, strict=True):
+                kcol.append(k)
+            append_t(t)
+            append_v(value)
+            append_r(start + i)
+    except RaptorError as exc:
+        raise ProgramRuntimeError(f"replay of {p.fqn}, training row {start + i}: {exc}") from exc
 
 
 def _run_plan(
