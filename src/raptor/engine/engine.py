@@ -540,10 +540,12 @@ class Engine:
     async def _get_model(
         self, sel: Selector, rt: ModelRuntime, keys: Mapping[str, str]
     ) -> FeatureValue:
-        computer = self.computers.get("model")
-        if computer is None:
-            raise NotReady(f"model {rt.fqn}: model server {rt.server!r} is not available here")
-        raise NotReady(f"model {rt.fqn}: model serving is not implemented yet")
+        # Model serving (builtin / Open Inference Protocol servers) is not built yet: a model is
+        # validated, listed and exported, and a read says plainly why it cannot answer.
+        raise NotReady(
+            f"model {rt.fqn}: no model server runs in this process "
+            f"(modelServer {rt.server!r}; model serving is not available yet)"
+        )
 
     # -- writes ----------------------------------------------------------------------------
 
