@@ -55,7 +55,6 @@ from raptor.runners.source import (
     Source,
     SourceSettings,
     open_source,
-    position_after,
 )
 from raptor.state import CheckpointStore, Positioned
 
@@ -356,15 +355,26 @@ class StreamRunner:
         writes: list[Positioned] = []
         owners: list[int] = []
         plain: list[Mutation] = []
+        suffix = self._suffix
+        last_partition: str | None = None
+        part = ""
         for i, o in enumerate(outcomes):
             msg = o.message
             pos = msg.position
             if pos is None or store is None:
                 plain.extend(o.mutations)
                 continue
-            part = msg.partition + self._suffix
-            if final and position_after(pos, positions.get(part)):
-                positions[part] = pos
+            if msg.partition is not last_partition:  # batches hold runs of one partition
+                last_partition = msg.partition
+                part = last_partition + suffix
+            if final:
+                recorded = positions.get(part)
+                if (
+                    recorded is None
+                    or len(pos) > len(recorded)
+                    or (len(pos) == len(recorded) and pos > recorded)
+                ):  # position_after, inlined
+                    positions[part] = pos
             for mut in o.mutations:
                 writes.append(_positioned(Positioned, (part, pos, mut)))
                 owners.append(i)

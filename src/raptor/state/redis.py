@@ -224,6 +224,23 @@ class _Window:
         self.covers: dict[int, tuple[bytes, ...]] = {}
 
 
+class _Group:
+    """The window events of one (feature, entity, partition) in a checkpointed batch: level-0
+    buckets and future events, with their positions and the index of their write."""
+
+    __slots__ = ("fown", "fpos", "future", "oldest", "regular", "rown", "rpos", "window")
+
+    def __init__(self, window: WindowSpec, oldest: int) -> None:
+        self.window = window
+        self.oldest = oldest
+        self.regular: list[tuple[int, Any]] = []
+        self.future: list[tuple[int, Any]] = []
+        self.rpos: list[str] = []
+        self.fpos: list[str] = []
+        self.rown: list[int] = []
+        self.fown: list[int] = []
+
+
 class RedisStateStore:
     """State in Redis (standalone, Sentinel or Cluster). Build it with :meth:`from_url`."""
 
@@ -558,10 +575,9 @@ class RedisStateStore:
         cmds: list[_Cmd] = []
         plans: list[tuple[bool, list[int], list[int]]] = []
         # A feature has one window, so (fqn, entity, partition) names a group (no WindowSpec
-        # hashing per write).
-        groups: dict[tuple[str, str, str], tuple[WindowSpec, list[int]]] = {}
-        for i, w in enumerate(writes):
-            m = w.mutation
+        # hashing per write). Events are split into level-0 buckets / future events as they come.
+        groups: dict[tuple[str, str, str], _Group] = {}
+        for i, (partition, position, m) in enumerate(writes):
             if type(m) is ValueWrite:
                 cmd = self._write_cmd(m.fqn, m.entity, m.op, m.value, m.timestamp, m.policy, now)
                 cmds.append(
@@ -571,39 +587,34 @@ class RedisStateStore:
                         2,
                         self.fence_key(m.fqn, m.entity),
                         cmd[3],
-                        f"{source}|{w.partition}",
-                        w.position,
+                        f"{source}|{partition}",
+                        position,
                         ttl_ms,
                         *cmd[4:],
                     )
                 )
                 plans.append((True, [i], []))
-            else:
-                assert isinstance(m, WindowAdd)
-                group = groups.get((m.fqn, m.entity, w.partition))
-                if group is None:
-                    groups[(m.fqn, m.entity, w.partition)] = group = (m.window, [])
-                group[1].append(i)
-        for (fqn, entity, partition), (window, idx) in groups.items():
-            g = window.granularity
-            oldest = now // g - window.buckets + 1
-            regular: list[tuple[int, Any]] = []
-            future: list[tuple[int, Any]] = []
-            rpos: list[str] = []
-            fpos: list[str] = []
-            rown: list[int] = []
-            fown: list[int] = []
-            for i in idx:
-                _, position, mut = writes[i]
-                for t, x in mut.events:  # type: ignore[union-attr]
-                    if t > now:
-                        future.append((t, x))
-                        fpos.append(position)
-                        fown.append(i)
-                    elif t // g >= oldest:
-                        regular.append((t // g, x))
-                        rpos.append(position)
-                        rown.append(i)
+                continue
+            assert isinstance(m, WindowAdd)
+            key = (m.fqn, m.entity, partition)
+            group = groups.get(key)
+            if group is None:
+                window = m.window
+                groups[key] = group = _Group(window, now // window.granularity - window.buckets + 1)
+            g = group.window.granularity
+            for t, x in m.events:
+                if t > now:
+                    group.future.append((t, x))
+                    group.fpos.append(position)
+                    group.fown.append(i)
+                elif t // g >= group.oldest:
+                    group.regular.append((t // g, x))
+                    group.rpos.append(position)
+                    group.rown.append(i)
+        for (fqn, entity, partition), group in groups.items():
+            window = group.window
+            regular, future = group.regular, group.future
+            rpos, fpos, rown, fown = group.rpos, group.fpos, group.rown, group.fown
             if not regular and not future:
                 continue  # every event is late: nothing to write, nothing to fence
             try:

@@ -240,20 +240,27 @@ end
 -- latest expiry among them.
 local function targets(eb, g, tail, levels)
   local names, seen, list, lows, maxexp = {}, {}, {'m'}, {}, nil
+  local prev = nil
   for k = 1, #eb do
     local b, width = eb[k], g
-    for l = 0, levels - 1 do
-      local f = string.format('%d:%d', l, b)
-      names[(k - 1) * levels + l + 1] = f
-      if not seen[f] then
-        seen[f] = true
-        list[#list + 1] = f
-        if not lows[l + 1] or b < lows[l + 1] then lows[l + 1] = b end
-        local e = (b + 1) * width + tail
-        if not maxexp or e > maxexp then maxexp = e end
+    if b == prev then  -- the bucket of the event before (the common case): the same fields
+      local base = (k - 1) * levels
+      for l = 1, levels do names[base + l] = names[base - levels + l] end
+    else
+      prev = b
+      for l = 0, levels - 1 do
+        local f = string.format('%d:%d', l, b)
+        names[(k - 1) * levels + l + 1] = f
+        if not seen[f] then
+          seen[f] = true
+          list[#list + 1] = f
+          if not lows[l + 1] or b < lows[l + 1] then lows[l + 1] = b end
+          local e = (b + 1) * width + tail
+          if not maxexp or e > maxexp then maxexp = e end
+        end
+        b = fdiv(b, 8)
+        width = width * 8
       end
-      b = fdiv(b, 8)
-      width = width * 8
     end
   end
   return names, list, lows, maxexp
@@ -613,6 +620,13 @@ local args = {}
 for i = 1, 7 do args[i] = ARGV[4 + i] end
 local top = nil
 local function keep(blob, list)
+  if list == '' then return blob, 0 end
+  if newer(string.match(list, '^[^,]+'), fence) then  -- in order: nothing is a replay
+    local comma = string.find(string.reverse(list), ',', 1, true)
+    local last = comma and string.sub(list, #list - comma + 2) or list
+    if not top or newer(last, top) then top = last end
+    return blob, 0
+  end
   local parts, skipped, k = {}, 0, 0
   for p in string.gmatch(list, '[^,]+') do
     k = k + 1
