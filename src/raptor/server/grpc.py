@@ -36,17 +36,17 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from raptor.api.names import parse_selector
-from raptor.api.proto.core.v1alpha1 import api_pb2, api_pb2_grpc, types_pb2
+from raptor.api.proto.core.v1alpha1 import api_pb2, types_pb2
 from raptor.engine.catalog import AssetStatus, Catalog, ModelRuntime
 from raptor.engine.engine import Engine
-from raptor.errors import InvalidArgument, RaptorError, StateUnavailable
+from raptor.errors import InvalidArgument, StateUnavailable
 from raptor.server.errors import grpc_status_for
 from raptor.server.grpc_messages import (
     descriptor_to_proto,
@@ -56,6 +56,7 @@ from raptor.server.grpc_messages import (
     timestamp_to_proto,
     value_from_proto,
 )
+from raptor.server.grpc_wire import ColumnCells, encode_batch_reply
 
 __all__ = ["SERVICE_NAME", "EngineServicer", "HealthServicer", "create_grpc_server"]
 
@@ -148,12 +149,11 @@ class EngineServicer:
             feature_descriptor=descriptor_to_proto(rt, statuses.get(f"{kind}/{rt.fqn}")),
         )
 
-    async def BatchGet(
-        self, request: api_pb2.BatchGetRequest, context: Any
-    ) -> api_pb2.BatchGetResponse:
+    async def BatchGet(self, request: api_pb2.BatchGetRequest, context: Any) -> bytes:
+        """Answers the serialized ``BatchGetResponse`` (registered without a serializer)."""
         return await self._call("BatchGet", context, self._batch_get(request))
 
-    async def _batch_get(self, request: api_pb2.BatchGetRequest) -> api_pb2.BatchGetResponse:
+    async def _batch_get(self, request: api_pb2.BatchGetRequest) -> bytes:
         if not request.selectors:
             raise InvalidArgument("selectors: name at least one selector")
         cells = len(request.selectors) * len(request.entities)
@@ -164,21 +164,22 @@ class EngineServicer:
             )
         sels = [parse_selector(s) for s in request.selectors]
         entities = [dict(e.keys) for e in request.entities]
-        rows = await self._engine.get_many(sels, entities)
-        out = api_pb2.BatchGetResponse(
-            uuid=_new_uuid(request.uuid), selectors=[str(s) for s in sels]
+        columns = await self._engine.get_columns(sels, entities)
+        return encode_batch_reply(
+            _new_uuid(request.uuid),
+            [s.text for s in sels],
+            entities,
+            [
+                ColumnCells(
+                    col.selector.text,
+                    col.values,
+                    col.timestamps,
+                    col.fresh,
+                    {r: (grpc_status_for(exc), str(exc)) for r, exc in col.errors.items()},
+                )
+                for col in columns
+            ],
         )
-        for keys, row in zip(entities, rows, strict=True):
-            msg_row = out.rows.add(keys=keys)
-            for sel, cell in zip(sels, row, strict=True):
-                if isinstance(cell, RaptorError):
-                    msg_row.cells.add(
-                        value=types_pb2.FeatureValue(fqn=str(sel), keys=keys, fresh=False),
-                        error=api_pb2.CellError(code=grpc_status_for(cell), message=str(cell)),
-                    )
-                else:
-                    msg_row.cells.add(value=feature_value_to_proto(cell))
-        return out
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -288,10 +289,22 @@ class HealthServicer:
             await asyncio.sleep(self._interval)
 
 
-# The generated registration (typed here: the generated module has no annotations).
-_add_engine_service = cast(
-    Callable[[EngineServicer, Any], None], api_pb2_grpc.add_EngineServiceServicer_to_server
-)
+def _engine_service_handler(servicer: EngineServicer) -> grpc.GenericRpcHandler:
+    """``EngineService``'s method handlers, as the generated registration builds them, except
+    that ``BatchGet`` answers bytes it encoded itself (:mod:`raptor.server.grpc_wire`), so its
+    handler has no response serializer."""
+    handlers = {}
+    for method in api_pb2.DESCRIPTOR.services_by_name["EngineService"].methods:
+        request_cls = getattr(api_pb2, method.input_type.name)
+        response_cls = getattr(api_pb2, method.output_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=request_cls.FromString,
+            response_serializer=None
+            if method.name == "BatchGet"
+            else response_cls.SerializeToString,
+        )
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
 def create_grpc_server(
@@ -309,7 +322,7 @@ def create_grpc_server(
     arguments. Raises ``OSError`` when the address cannot be bound.
     """
     server = grpc.aio.server(options=list(options))
-    _add_engine_service(EngineServicer(engine, statuses), server)
+    server.add_generic_rpc_handlers((_engine_service_handler(EngineServicer(engine, statuses)),))
     health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(engine), server)
     reflection.enable_server_reflection(
         (
