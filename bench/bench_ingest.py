@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_ingest.py            # full run (about a minute)
     .venv/bin/python bench/bench_ingest.py --quick    # smaller populations
+    .venv/bin/python bench/bench_ingest.py --only redis --repeat 3   # one figure, 3 runs
 
 One runner (:class:`raptor.runners.loop.StreamRunner`, exactly what ``raptor runner`` runs) in
 this process, with its state in a private ``redis-server`` (another process, on the other core),
@@ -12,7 +13,9 @@ buckets — keyed by 1,000 users; events carry an RFC 3339 ``ts``. Every write i
 Figures:
 
 * **Redis Streams → Redis state, backlog**: events/s to drain a pre-filled stream
-  (target >= 50,000/s), and CPU time of this process per 1,000 events.
+  (target >= 50,000/s), CPU time of this process per 1,000 events, and the Redis server's
+  (``INFO cpu``) over the same span. On a shared machine compare CPU per 1,000 events, not
+  events/s, and interleave the runs of the versions compared.
 * **end-to-end lag**: a producer process appends at a fixed rate while the runner consumes;
   lag = the time an event is written to state minus the time it was appended (from the stream
   id): p50 / p99 / max over every batch's oldest event.
@@ -116,10 +119,19 @@ def make_runner(engine: Engine, config: dict[str, str], batch: int) -> StreamRun
     return StreamRunner(engine, catalog.data_sources["default.clicks"], settings)
 
 
+def redis_cpu(url: str) -> float:
+    """CPU seconds the Redis server has used so far (``INFO cpu``)."""
+    client = redis.Redis.from_url(url)
+    info = client.info("cpu")
+    client.close()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 async def consume(
-    runner: StreamRunner, n: int, lags: list[float] | None = None
-) -> tuple[float, float]:
-    """Run until ``n`` events are applied; (wall seconds, CPU seconds of this process)."""
+    runner: StreamRunner, n: int, lags: list[float] | None = None, url: str | None = None
+) -> tuple[float, float, float]:
+    """Run until ``n`` events are applied; (wall seconds, CPU seconds of this process, CPU
+    seconds of the Redis server at ``url`` — 0 without one)."""
     commit = runner._commit
 
     async def timed(batch: list[Message], outcomes: Any, started: float) -> None:
@@ -134,17 +146,19 @@ async def consume(
     while runner.metrics.applied == 0:  # noqa: ASYNC110 (polling a counter)
         await asyncio.sleep(0.001)
     wall0, cpu0 = time.perf_counter(), time.process_time()
+    rcpu0 = redis_cpu(url) if url else 0.0
     first = runner.metrics.applied
     while runner.metrics.applied < n:
         await asyncio.sleep(0.002)
         if task.done():
             task.result()
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    rcpu = redis_cpu(url) - rcpu0 if url else 0.0
     stop.set()
     await task
     # normalize to the events consumed inside the timed span
-    done = runner.metrics.applied - first
-    return wall * n / max(done, 1), cpu * n / max(done, 1)
+    scale = n / max(runner.metrics.applied - first, 1)
+    return wall * scale, cpu * scale, rcpu * scale
 
 
 async def check(engine: Engine, n: int) -> None:
@@ -172,13 +186,17 @@ async def bench_redis(url: str, n: int, batch: int, profile: bool = False) -> di
     prof = cProfile.Profile() if profile else None
     if prof is not None:
         prof.enable()
-    wall, cpu = await consume(runner, n)
+    wall, cpu, rcpu = await consume(runner, n, url=url)
     if prof is not None:
         prof.disable()
     await check(engine, n)
     await engine.aclose()
     await store.close()
-    out: dict[str, Any] = {"events_per_s": n / wall, "cpu_ms_per_1000": cpu / n * 1e6}
+    out: dict[str, Any] = {
+        "events_per_s": n / wall,
+        "cpu_ms_per_1000": cpu / n * 1e6,
+        "redis_ms_per_1000": rcpu / n * 1e6,
+    }
     if prof is not None:
         s = io.StringIO()
         pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(18)
@@ -252,19 +270,29 @@ async def bench_kafka(url: str, n: int, batch: int) -> dict[str, Any]:
     engine = Engine(store)
     config = {"kind": "kafka", "brokers": mock.bootstrap, "topics": topic, "consumer_group": "b"}
     runner = make_runner(engine, config, batch)
-    wall, cpu = await consume(runner, n)
+    wall, cpu, rcpu = await consume(runner, n, url=url)
     await check(engine, n)
     await engine.aclose()
     await store.close()
     mock.close()
-    return {"events_per_s": n / wall, "cpu_ms_per_1000": cpu / n * 1e6}
+    return {
+        "events_per_s": n / wall,
+        "cpu_ms_per_1000": cpu / n * 1e6,
+        "redis_ms_per_1000": rcpu / n * 1e6,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument(
+        "--only", choices=("redis", "lag", "kafka", "profile"), action="append",
+        help="run only these figures (repeatable); default all",
+    )  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each backlog figure")
     args = parser.parse_args()
+    only = set(args.only or ("redis", "lag", "kafka", "profile"))
     tune_gc()  # as `raptor runner` does
     n = 60_000 if args.quick else 200_000
     print(f"# bench_ingest — {platform.processor() or platform.machine()}, "
@@ -272,20 +300,25 @@ def main() -> None:
           f"{datetime.now(UTC):%Y-%m-%d}")  # fmt: skip
     with RedisServer() as server:
         url = server.url
-        r = asyncio.run(bench_redis(url, n, args.batch))
-        print(f"redis streams -> redis state, backlog of {n:,}: {r['events_per_s']:,.0f} "
-              f"events/s, CPU {r['cpu_ms_per_1000']:.1f} ms / 1,000 events")  # fmt: skip
-        for rate in (20_000, 40_000):
+        for _ in range(args.repeat if "redis" in only else 0):
+            r = asyncio.run(bench_redis(url, n, args.batch))
+            print(f"redis streams -> redis state, backlog of {n:,}: {r['events_per_s']:,.0f} "
+                  f"events/s, CPU {r['cpu_ms_per_1000']:.1f} ms / 1,000 events "
+                  f"(redis-server {r['redis_ms_per_1000']:.1f} ms)", flush=True)  # fmt: skip
+        for rate in (20_000, 40_000) if "lag" in only else ():
             lag = asyncio.run(bench_lag(url, rate, 3 if args.quick else 6))
             print(f"end-to-end lag at {rate:,} events/s: p50 {lag['p50_ms']:.0f} ms, "
                   f"p99 {lag['p99_ms']:.0f} ms, max {lag['max_ms']:.0f} ms")  # fmt: skip
-        k = asyncio.run(bench_kafka(url, n // 2, args.batch))
-        print(f"kafka (mock cluster, 4 partitions) -> redis state, backlog of {n // 2:,}: "
-              f"{k['events_per_s']:,.0f} events/s, "
-              f"CPU {k['cpu_ms_per_1000']:.1f} ms / 1,000 events")  # fmt: skip
-        p = asyncio.run(bench_redis(url, min(n, 60_000), args.batch, profile=True))
-        print("\nprofile (redis streams, cProfile on; figures inflated by the profiler):")
-        print(p["profile"])
+        for _ in range(args.repeat if "kafka" in only else 0):
+            k = asyncio.run(bench_kafka(url, n // 2, args.batch))
+            print(f"kafka (mock cluster, 4 partitions) -> redis state, backlog of {n // 2:,}: "
+                  f"{k['events_per_s']:,.0f} events/s, "
+                  f"CPU {k['cpu_ms_per_1000']:.1f} ms / 1,000 events "
+                  f"(redis-server {k['redis_ms_per_1000']:.1f} ms)", flush=True)  # fmt: skip
+        if "profile" in only:
+            p = asyncio.run(bench_redis(url, min(n, 60_000), args.batch, profile=True))
+            print("\nprofile (redis streams, cProfile on; figures inflated by the profiler):")
+            print(p["profile"])
 
 
 if __name__ == "__main__":

@@ -348,6 +348,34 @@ async def test_windows_are_bit_identical_to_the_memory_store(
     assert _same(got_batch[0], want_batch[0])
 
 
+async def test_runs_of_int_events_fold_exactly_next_to_float_sums(
+    floored: RedisStateStore,
+) -> None:
+    """Lua folds a run of int events of one bucket once and merges it into every level; a
+    bucket whose sum is a float takes them one by one, in order, as the memory store does."""
+    window = WindowSpec(granularity=MINUTE, over=60 * MINUTE)
+    store, memory = floored, MemoryStateStore()
+    fqn = f"h.runs{time.monotonic_ns()}"
+    now = T0 + 30 * MINUTE
+    batches: list[list[tuple[int, Any]]] = [
+        [(now, 1), (now, 2**62), (now + 1, 2**62), (now, -5), (now - MINUTE, 3)],
+        [(now, 0.1), (now, 3), (now, 4), (now, 0.2), (now, 1e17), (now, 1)],
+        [(now - 3 * MINUTE, x) for x in (0.5, 2**53, 1, 1)],  # a run after a float sum
+        [(now + MINUTE, x) for x in (0.5, 2**53, 1, 1)],  # the same, folded when read
+        [(now - 2 * MINUTE, 7), (now - 2 * MINUTE, 8), (now - 9 * MINUTE, -(2**63))],
+        [(now - MINUTE, 2), (now - MINUTE, 2.0), (now - MINUTE, 1), (now - MINUTE, 5)],
+    ]
+    for i, events in enumerate(batches):
+        for entity in (f"alone{i}", "all"):  # each batch on its own, and all in one window
+            assert await store.window_add(fqn, entity, window, events, now) == (
+                await memory.window_add(fqn, entity, window, events, now)
+            )
+            for at in (now, now + MINUTE, now + 8 * MINUTE):
+                got = await store.window_read(fqn, entity, window, at)
+                want = await memory.window_read(fqn, entity, window, at)
+                assert _same(got, want), (i, entity, got, want)
+
+
 async def test_batches_use_one_pipeline_in_order(store: RedisStateStore) -> None:
     p = WritePolicy()
     writes: list[ValueWrite | WindowAdd] = [

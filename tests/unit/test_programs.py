@@ -710,6 +710,87 @@ async def test_interrupts_never_leak_into_later_calls() -> None:
     executor.close()
 
 
+async def test_run_rows_runs_one_program_on_many_rows_in_one_hop(
+    executor: ProgramExecutor,
+) -> None:
+    code = """\
+    def h(row, ctx) -> int:
+        if row["x"] == 1:
+            return None
+        if row["x"] == 2:
+            return 5, "other"
+        if row["x"] == 3:
+            return row["missing"]
+        if row["x"] == 4:
+            return "not an int"
+        return row["x"] * 10
+    """
+    program = load(code, keys=("k",))
+    rows = [{"x": x} for x in range(6)]
+    outcomes = await executor.run_rows(program, rows, ctx(), hard_limit=5)
+    zero, none, form, raised, wrong, fifty = outcomes
+    assert (zero, none, fifty) == (0, None, 50)  # plain values come back bare
+    assert form == ProgramResult(5, {"k": "other"})
+    assert isinstance(raised, ProgramRuntimeError)
+    assert "KeyError" in str(raised)
+    assert isinstance(wrong, ProgramRuntimeError)
+    assert "spec.primitive" in str(wrong)
+    assert await executor.run_rows(program, [], ctx(), hard_limit=5) == []
+
+
+async def test_run_rows_gives_each_row_its_own_context(executor: ProgramExecutor) -> None:
+    program = load("def h(row, ctx) -> str:\n    return ctx.keys['k']\n", Primitive.STRING)
+    assert program.uses_context
+    contexts = [ctx({"k": str(i)}) for i in range(3)]
+    assert await executor.run_rows(program, [{}] * 3, contexts, hard_limit=5) == ["0", "1", "2"]
+
+
+def test_a_program_that_never_names_its_context_does_not_use_it() -> None:
+    assert not returning("row['x']").uses_context
+    assert load("def h(row, c) -> int:\n    return c.keys\n").uses_context
+    assert load("def h(row, c) -> int:\n    f = lambda: c\n    return 1\n").uses_context
+
+
+async def test_a_runaway_row_is_stopped_and_the_other_rows_still_run(
+    executor: ProgramExecutor,
+) -> None:
+    code = """\
+    def h(row, ctx) -> int:
+        while row["spin"]:
+            pass
+        return row["n"]
+    """
+    program = load(code)
+    rows = [{"spin": i == 2, "n": i} for i in range(5)]
+    started = time.monotonic()
+    outcomes = await executor.run_rows(program, rows, ctx(), hard_limit=0.2)
+    assert time.monotonic() - started < 2.0
+    assert outcomes[:2] == [0, 1]
+    assert outcomes[3:] == [3, 4]
+    assert str(outcomes[2]) == "feature default.f: program exceeded its hard time limit of 0.2s"
+
+
+async def test_interrupts_never_leak_into_later_rows() -> None:
+    """Rows finishing right at their hard limit: whatever happens to them, the rows after
+    them are never reported as timed out unless they ran past the limit themselves."""
+    executor = ProgramExecutor(max_workers=2, grace=1.0, retry_interval=0.001)
+    busy = load(
+        "def h(row, ctx) -> int:\n    n = 0\n    while n < row['n']:\n        n += 1\n"
+        "    return n\n"
+    )
+    for _ in range(3):
+        rows = [{"n": 20_000 + 500 * i} for i in range(40)]
+        batches = await asyncio.gather(
+            *(executor.run_rows(busy, rows[i::4], ctx(), hard_limit=0.001) for i in range(4))
+        )
+        for batch, sent in zip(batches, (rows[i::4] for i in range(4)), strict=True):
+            for outcome, r in zip(batch, sent, strict=True):
+                assert outcome == r["n"] or "hard time limit" in str(outcome)
+    quick = [{"n": 10}] * 1000
+    assert await executor.run_rows(busy, quick, ctx(), hard_limit=5) == [10] * 1000
+    executor.close()
+
+
 async def test_close_interrupts_running_programs_and_refuses_new_work() -> None:
     executor = ProgramExecutor(max_workers=1, grace=0.5)
     running = asyncio.ensure_future(executor.run(load(SPIN), {}, ctx(), hard_limit=60))

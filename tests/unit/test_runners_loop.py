@@ -335,3 +335,84 @@ async def test_flat_entries_without_a_payload_are_rows_of_strings() -> None:
     assert out.dead is not None
     assert out.dead.reason == "wrong-type"
     assert "spec.primitive" in out.dead.error
+
+
+CONTEXT_MANIFESTS = """\
+apiVersion: k8s.raptor.ml/v1alpha1
+kind: DataSource
+metadata: {name: visits, namespace: default}
+spec:
+  kind: streaming
+  config:
+    - {name: kind, value: redis}
+    - {name: url, value: "redis://unused"}
+    - {name: stream, value: visits}
+  keyFields: [user, site]
+  timestampField: ts
+---
+apiVersion: k8s.raptor.ml/v1alpha1
+kind: Feature
+metadata: {name: seen, namespace: default}
+spec:
+  primitive: string
+  freshness: 1h
+  staleness: 24h
+  keys: [user, site]
+  dataSource: {name: visits}
+  builder:
+    code: |
+      def handler(row, ctx) -> str:
+          while row.get("spin"):
+              pass
+          return f"{ctx.fqn} {ctx.keys['user']}/{ctx.keys['site']} {ctx.timestamp.isoformat()}"
+---
+apiVersion: k8s.raptor.ml/v1alpha1
+kind: Feature
+metadata: {name: hits, namespace: default}
+spec:
+  primitive: int
+  freshness: 1m
+  staleness: 1h
+  keys: [user]
+  dataSource: {name: visits}
+  builder:
+    aggr: [count]
+    aggrGranularity: 1m
+    code: |
+      def handler(row, _) -> int:
+          return 1
+"""
+
+
+async def test_each_event_gets_its_own_context_and_a_runaway_program_dead_letters_its_event() -> (
+    None
+):
+    from raptor.engine.engine import EngineSettings
+
+    clock = FakeClock()
+    loaded = load_text(CONTEXT_MANIFESTS)
+    catalog = build_catalog(loaded.assets)
+    assert not catalog.errors, catalog.errors
+    engine = Engine(
+        MemoryStateStore(), clock=clock, catalog=catalog,
+        settings=EngineSettings(program_hard_limit=0.2),
+    )  # fmt: skip
+    processor = EventProcessor(engine, catalog.data_sources["default.visits"])
+    stamp = format_timestamp(clock.now())
+
+    def msg(i: int, **extra: Any) -> Message:
+        body = {"user": f"u{i}", "site": f"s{i}", "ts": stamp, **extra}
+        return Message(json.dumps(body).encode(), "p0", str(i))
+
+    outcomes = await processor.process([msg(0), msg(1, spin=True), msg(2), msg(3)])
+    assert [o.dead is None for o in outcomes] == [True, False, True, True]
+    dead = outcomes[1].dead
+    assert dead is not None
+    assert dead.reason == "program-error"
+    assert dead.error == "feature default.seen: program exceeded its hard time limit of 0.2s"
+    assert not outcomes[1].mutations  # all-or-nothing: the other feature's update is dropped
+    for i in (0, 2, 3):
+        written = {type(m).__name__: m for m in outcomes[i].mutations}
+        assert set(written) == {"ValueWrite", "WindowAdd"}
+        assert written["ValueWrite"].value == f"default.seen u{i}/s{i} {clock.now().isoformat()}"
+    await engine.aclose()

@@ -25,11 +25,15 @@ background after the soft timeout), yet a runaway program is still interrupted:
 Exception`` in the program does not swallow it), re-injected every ``retry_interval`` while the
 program keeps running; the worker turns it into a ProgramRuntimeError and serves the pool on.
 
-Injection protocol (what keeps the pool healthy): a worker registers the running call under the
-executor's lock (a C lock: entering it runs no Python code) before calling the program, and
-unregisters it under the same lock afterwards, then clears any interrupt injected but not yet
-delivered; the watchdog injects only under that lock into a registered call. So an interrupt is
-delivered inside the call it was meant for or cleared — never in the next task. Limits: code
+Injection protocol (what keeps the pool healthy, at a few stores per call): a worker registers
+a whole job (one hop: one call, or a batch of rows) under the executor's lock (a C lock:
+entering it runs no Python code), then before each call only stores ``(index, start)``; the
+watchdog reads it and injects in one step, with no Python call in between, after recording
+the call it meant (``victim``). So an interrupt lands in that call or in the loop's bookkeeping
+just after it; the worker tells the cases apart (the call's outcome recorded or not, the victim
+or a later call), reports the victim as timed out and runs a later call it cut short again. The
+handler's first store stops further injections; clearing a pending interrupt and unregistering
+happen under the lock. Limits: code
 blocked in C (``time.sleep``, a socket read) is interrupted only when it returns to Python;
 after ``grace`` seconds its caller gets the error anyway while the thread stays busy. Getters
 passed to :class:`Context` must tolerate being interrupted (waiting on a future does).
@@ -43,7 +47,7 @@ import contextlib
 import ctypes
 import math
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -160,6 +164,8 @@ class Program:
     _func: Callable[[Any, Any], Any] = field(repr=False, compare=False)
     _filename: str = field(repr=False, compare=False)
     _fast_type: type | None = field(repr=False, compare=False)
+    uses_context: bool = field(default=True, repr=False, compare=False)
+    """False when the code never names its ``ctx`` parameter (a shared context will do)."""
 
     def run(self, row: Mapping[str, Any], ctx: Context) -> ProgramResult:
         """Call the program and check what it returned (see the module docstring)."""
@@ -172,6 +178,23 @@ class Program:
         if isinstance(out, tuple):
             return self._unpack(out)
         return ProgramResult(self._value(out, out))
+
+    def evaluate(self, row: Mapping[str, Any], ctx: Context) -> Any:
+        """Like :meth:`run`, for batches: a plain value comes back bare (checked, ``None`` =
+        no value), only the tuple return forms as a :class:`ProgramResult` — a valid value is
+        never one, so ``type(out) is ProgramResult`` tells them apart."""
+        try:
+            out: Any = self._func(row, ctx)
+        except RaptorError:
+            raise
+        except (Exception, SystemExit) as exc:
+            raise self._raised(exc) from exc
+        fast: Any = self._fast_type  # Any: ``type(out) is fast`` must not narrow ``out``
+        if type(out) is fast and (fast is not int or INT64_MIN <= out <= INT64_MAX):
+            return out
+        if isinstance(out, tuple):
+            return self._unpack(out)
+        return self._value(out, out)
 
     # -- checking what the program returned ------------------------------------------------
 
@@ -279,46 +302,92 @@ class _Interrupt(BaseException):
     """Injected into a worker whose program passed its hard limit (never escapes a worker)."""
 
 
+_INTERRUPT = ctypes.py_object(_Interrupt)
 Outcome = ProgramResult | RaptorError
 _CLOSED_BEFORE = "the program executor closed before the program ran"
 Call = tuple[Program, Mapping[str, Any], Context]
+_IDLE = (-1, math.inf)
+_UNSET: Any = object()
 
 
 class _Job:
-    """One executor hop: calls run in order in one worker; the outcome settles ``future``."""
+    """One executor hop: ``n`` calls run in order in one worker; the outcomes settle
+    ``future``. Call ``i`` is ``programs[i]`` (or ``program`` for every call) on ``rows[i]``
+    with ``ctxs[i]`` (or ``ctx``); ``bare``: outcomes of :meth:`Program.evaluate` instead of
+    :meth:`Program.run`."""
 
-    __slots__ = ("calls", "future", "limit", "loop", "outcomes", "settled", "single")
+    __slots__ = (
+        "bare",
+        "ctx",
+        "ctxs",
+        "future",
+        "limit",
+        "loop",
+        "outcomes",
+        "program",
+        "programs",
+        "rows",
+        "settled",
+        "single",
+    )
 
     def __init__(
         self,
-        calls: list[Call],
+        program: Program | Sequence[Program],
+        rows: Sequence[Mapping[str, Any]],
+        ctx: Context | Sequence[Context],
         limit: float,
         loop: asyncio.AbstractEventLoop,
-        single: bool,
+        *,
+        single: bool = False,
+        bare: bool = False,
     ) -> None:
-        self.calls = calls
+        self.program: Program | None = None
+        self.programs: Sequence[Program] | None = None
+        if isinstance(program, Program):
+            self.program = program
+        else:
+            self.programs = program
+        self.ctx: Context | None = None
+        self.ctxs: Sequence[Context] | None = None
+        if isinstance(ctx, Context):
+            self.ctx = ctx
+        else:
+            self.ctxs = ctx
+        self.rows = rows
         self.limit = limit
         self.loop = loop
         self.future: asyncio.Future[Any] = loop.create_future()
-        self.outcomes: list[Outcome] = []
+        self.outcomes: list[Any] = [_UNSET] * len(rows)
         self.settled = False
         self.single = single
+        self.bare = bare
+
+    def program_at(self, i: int) -> Program:
+        if self.programs is not None:
+            return self.programs[i]
+        assert self.program is not None
+        return self.program
 
 
 class _Slot:
-    """The call a worker is running; registered with the watchdog while it runs."""
+    """A job being run by a worker thread; registered with the watchdog meanwhile.
 
-    __slots__ = ("deadline", "interrupted", "job", "program", "thread_id")
+    ``current`` is ``(index, monotonic start)`` of the running call, or ``_IDLE`` — written by
+    the worker alone, one store per call, read by the watchdog; ``victim`` is the call the
+    watchdog interrupted (-1: none), written under the lock; ``cutoff``: :meth:`close` time."""
 
-    def __init__(self, job: _Job) -> None:
+    __slots__ = ("current", "cutoff", "job", "tid", "victim")
+
+    def __init__(self, job: _Job, thread_id: int) -> None:
         self.job = job
-        self.thread_id = 0
-        self.deadline = math.inf
-        self.interrupted = False
-        self.program: Program | None = None
+        self.tid = ctypes.c_ulong(thread_id)
+        self.current: tuple[int, float] = _IDLE
+        self.victim = -1
+        self.cutoff = math.inf
 
 
-def _settle(job: _Job, outcomes: list[Outcome]) -> None:
+def _settle(job: _Job, outcomes: list[Any]) -> None:
     """In the event loop: resolve the awaiting future (unless it was cancelled)."""
     fut = job.future
     if fut.done():
@@ -360,7 +429,7 @@ class ProgramExecutor:
         """Run ``program.run(row, ctx)`` in a worker; raise ProgramRuntimeError past
         ``hard_limit`` seconds (``math.inf``: no limit). Cancelling the caller does not stop
         the computation."""
-        job = self._submit([(program, row, ctx)], hard_limit, single=True)
+        job = self._submit(program, [row], ctx, hard_limit, single=True)
         result: ProgramResult = await job.future
         return result
 
@@ -373,8 +442,27 @@ class ProgramExecutor:
         calls = list(program_calls)
         if not calls:
             return []
-        job = self._submit(calls, hard_limit, single=False)
+        programs, rows, ctxs = ([c[0] for c in calls], [c[1] for c in calls], [c[2] for c in calls])
+        job = self._submit(programs, rows, ctxs, hard_limit)
         outcomes: list[ProgramResult | RaptorError] = await job.future
+        return outcomes
+
+    async def run_rows(
+        self,
+        program: Program,
+        rows: Sequence[Mapping[str, Any]],
+        ctx: Context | Sequence[Context],
+        hard_limit: float,
+    ) -> list[Any]:
+        """One program on many rows in one worker hop, in order, each call under
+        ``hard_limit`` — the ingestion path. ``ctx`` is one context per row, or one for every
+        row (for a program that does not use it, see :attr:`Program.uses_context`). Outcomes
+        are those of :meth:`Program.evaluate` (a bare value, ``None``, or a
+        :class:`ProgramResult`) or the error the call raised."""
+        if not rows:
+            return []
+        job = self._submit(program, rows, ctx, hard_limit, bare=True)
+        outcomes: list[Any] = await job.future
         return outcomes
 
     def close(self) -> None:
@@ -384,27 +472,36 @@ class ProgramExecutor:
             self._closed = True
             now = monotonic()
             for slot in self._running:
-                slot.deadline = min(slot.deadline, now)
+                slot.cutoff = now
             self._wake.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _submit(self, calls: list[Call], hard_limit: float, *, single: bool) -> _Job:
+    def _submit(
+        self,
+        program: Program | Sequence[Program],
+        rows: Sequence[Mapping[str, Any]],
+        ctx: Context | Sequence[Context],
+        hard_limit: float,
+        *,
+        single: bool = False,
+        bare: bool = False,
+    ) -> _Job:
         if not hard_limit > 0:
             raise ValueError(f"hard_limit must be positive seconds, got {hard_limit!r}")
         if self._closed:
             raise RuntimeError("ProgramExecutor is closed")
-        job = _Job(calls, hard_limit, asyncio.get_running_loop(), single)
+        loop = asyncio.get_running_loop()
+        job = _Job(program, rows, ctx, hard_limit, loop, single=single, bare=bare)
         self._pool.submit(self._work, job).add_done_callback(lambda f: self._dropped(f, job))
         return job
 
     def _dropped(self, f: Future[None], job: _Job) -> None:
         if f.cancelled():  # queued when the executor closed
-            error = ProgramRuntimeError(_CLOSED_BEFORE)
-            self._deliver(job, [error] * len(job.calls))
+            self._deliver(job, [ProgramRuntimeError(_CLOSED_BEFORE)] * len(job.rows))
 
-    def _deliver(self, job: _Job, outcomes: list[Outcome]) -> None:
+    def _deliver(self, job: _Job, outcomes: list[Any]) -> None:
         with self._lock:
             if job.settled:
                 return
@@ -413,48 +510,91 @@ class ProgramExecutor:
             job.loop.call_soon_threadsafe(_settle, job, outcomes)
 
     def _work(self, job: _Job) -> None:
-        """In a worker thread: run the job's calls; never raises."""
-        slot = _Slot(job)
-        for program, row, ctx in job.calls:
-            if job.settled:  # abandoned by the watchdog
-                return
-            outcome: Outcome
-            try:
-                outcome = self._call(slot, program, row, ctx)
-            except RaptorError as exc:
-                outcome = exc
-            except BaseException as exc:  # a worker must survive anything
-                outcome = ProgramRuntimeError(f"feature {program.fqn}: program failed: {exc!r}")
-            job.outcomes.append(outcome)
-        self._deliver(job, job.outcomes)
+        """In a worker thread: run the job's calls; never raises.
 
-    def _call(
-        self, slot: _Slot, program: Program, row: Mapping[str, Any], ctx: Context
-    ) -> ProgramResult:
-        lock = self._lock
-        try:
+        Injection protocol (see the module docstring): the job is registered with the
+        watchdog once; each call only stores ``slot.current``. The watchdog sets ``victim``
+        and injects in one step (no Python call in between, so the worker cannot move on in
+        the meantime); an interrupt therefore lands in the call it was meant for, or in this
+        loop's bookkeeping after that call — then the next call, not yet run or cut short by
+        it, is run (again). The handler's first act stops further injections."""
+        slot = _Slot(job, threading.get_ident())
+        n = len(job.rows)
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._running.add(slot)
+                if monotonic() + job.limit < self._next_wake:
+                    self._wake.set()
+        if closed:  # the watchdog may be gone: run nothing new
+            self._deliver(job, [ProgramRuntimeError(_CLOSED_BEFORE)] * n)
+            return
+        run = Program.evaluate if job.bare else Program.run
+        program, programs, rows, ctx, ctxs = job.program, job.programs, job.rows, job.ctx, job.ctxs
+        outcomes = job.outcomes
+        i = 0
+        interrupted = False
+        while True:
             try:
-                with lock:
-                    if self._closed:  # the watchdog may be gone: run nothing new
-                        raise ProgramRuntimeError(_CLOSED_BEFORE)
-                    slot.thread_id = threading.get_ident()
-                    slot.program = program
-                    slot.interrupted = False
-                    slot.deadline = deadline = monotonic() + slot.job.limit
-                    self._running.add(slot)
-                    if deadline < self._next_wake:
-                        self._wake.set()
-                result = program.run(row, ctx)
-            finally:
-                with lock:
+                if interrupted:
+                    interrupted = False
+                    i = self._interrupted(slot, i)
+                while i < n:
+                    if job.settled or self._closed:
+                        break
+                    p: Any = program if programs is None else programs[i]
+                    c: Any = ctx if ctxs is None else ctxs[i]
+                    slot.current = (i, monotonic())
+                    try:
+                        out = run(p, rows[i], c)
+                    except RaptorError as exc:
+                        out = exc
+                    except _Interrupt:
+                        raise
+                    except BaseException as exc:  # a worker must survive anything
+                        out = ProgramRuntimeError(f"feature {p.fqn}: program failed: {exc!r}")
+                    if slot.victim == i:  # the program swallowed the interrupt and returned
+                        slot.current = _IDLE
+                        self._calm(slot)
+                        out = self._stopped(p, job.limit)
+                    outcomes[i] = out
+                    i += 1
+                slot.current = _IDLE
+                with self._lock:  # the watchdog injects nothing into an unregistered slot
                     self._running.discard(slot)
-                    if slot.interrupted:  # drop an interrupt injected but not yet delivered
-                        _set_async_exc(ctypes.c_ulong(slot.thread_id), None)
-        except _Interrupt:
-            raise self._stopped(program, slot.job.limit) from None
-        if slot.interrupted:  # the program swallowed the interrupt and returned
-            raise self._stopped(program, slot.job.limit)
-        return result
+                    if slot.victim != -1:  # drop an interrupt injected but not yet delivered
+                        _set_async_exc(slot.tid, None)
+                break
+            except _Interrupt:
+                slot.current = _IDLE  # first (no call before it): no more injections
+                interrupted = True
+        if i < n and not job.settled:  # closed meanwhile
+            for j in range(i, n):
+                if outcomes[j] is _UNSET:
+                    outcomes[j] = ProgramRuntimeError(_CLOSED_BEFORE)
+        self._deliver(job, outcomes)
+
+    def _calm(self, slot: _Slot) -> None:
+        """After an interrupt was handled: clear one injected but not yet delivered."""
+        with self._lock:
+            if slot.victim != -1:
+                slot.victim = -1
+                _set_async_exc(slot.tid, None)
+
+    def _interrupted(self, slot: _Slot, i: int) -> int:
+        """An interrupt reached the worker loop at call ``i``: the call to go on from."""
+        victim = slot.victim
+        self._calm(slot)
+        job = slot.job
+        outcomes = job.outcomes
+        if i >= len(outcomes):
+            return i  # while unregistering: finish that
+        if outcomes[i] is not _UNSET:
+            return i + 1  # after the call had finished and was recorded
+        if victim == i:
+            outcomes[i] = self._stopped(job.program_at(i), job.limit)
+            return i + 1
+        return i  # meant for a call that had finished: run this one (again)
 
     def _stopped(self, program: Program, limit: float, stuck: bool = False) -> ProgramRuntimeError:
         if self._closed:
@@ -466,7 +606,12 @@ class ProgramExecutor:
         return ProgramRuntimeError(text)
 
     def _watch(self) -> None:
-        """The watchdog thread: interrupt calls past their deadline, abandon stuck ones."""
+        """The watchdog thread: interrupt calls past their deadline, abandon stuck ones.
+
+        Workers do not tell it when a call starts: it sleeps until the earliest deadline it
+        knows of (a registered job's next call cannot end its limit sooner than ``now +
+        limit``), and finds later calls there."""
+        retry, grace = self._retry, self._grace
         while True:
             with self._lock:
                 if self._closed and not self._running:
@@ -474,26 +619,40 @@ class ProgramExecutor:
                 now = monotonic()
                 wake = math.inf
                 for slot in self._running:
-                    if now < slot.deadline:
-                        wake = min(wake, slot.deadline)
+                    limit = slot.job.limit
+                    index, started = slot.current
+                    deadline = started + limit
+                    cutoff = slot.cutoff
+                    if cutoff < deadline:
+                        deadline = cutoff
+                    if index < 0:  # between calls: the next one starts after now
+                        nxt = now + limit if cutoff > now else now + retry
+                        if nxt < wake:
+                            wake = nxt
                         continue
-                    _set_async_exc(ctypes.c_ulong(slot.thread_id), ctypes.py_object(_Interrupt))
-                    slot.interrupted = True
-                    wake = min(wake, now + self._retry)
-                    if now >= slot.deadline + self._grace and not slot.job.settled:
-                        self._abandon(slot)
+                    if now < deadline:
+                        if deadline < wake:
+                            wake = deadline
+                        continue
+                    # No call between reading ``current`` and injecting: the worker is still
+                    # in call ``index`` (or just after it) when the interrupt is set.
+                    slot.victim = index
+                    _set_async_exc(slot.tid, _INTERRUPT)
+                    if now + retry < wake:
+                        wake = now + retry
+                    if now >= deadline + grace and not slot.job.settled:
+                        self._abandon(slot, index)
                 self._next_wake = wake
                 self._wake.clear()
             self._wake.wait(None if wake == math.inf else max(0.0, wake - now))
 
-    def _abandon(self, slot: _Slot) -> None:
+    def _abandon(self, slot: _Slot, index: int) -> None:
         """Under the lock: answer the caller of a call that does not stop."""
         job = slot.job
-        assert slot.program is not None
-        outcomes: list[Outcome] = list(job.outcomes)
-        outcomes.append(self._stopped(slot.program, job.limit, stuck=True))
+        outcomes: list[Any] = job.outcomes[:index]
+        outcomes.append(self._stopped(job.program_at(index), job.limit, stuck=True))
         skipped = ProgramRuntimeError("not run: an earlier program in the batch is stuck")
-        outcomes.extend([skipped] * (len(job.calls) - len(outcomes)))
+        outcomes.extend([skipped] * (len(job.rows) - len(outcomes)))
         job.settled = True
         with contextlib.suppress(RuntimeError):
             job.loop.call_soon_threadsafe(_settle, job, outcomes)

@@ -212,7 +212,18 @@ def compile_program(
         _func=namespace_dict[func.name],
         _filename=filename,
         _fast_type=_FAST.get(primitive),
+        uses_context=_uses_context(func, params[1]),
     )
+
+
+def _uses_context(func: ast.FunctionDef, ctx_name: str) -> bool:
+    """Whether the program can see its ``ctx`` argument: it names it anywhere (nested scopes
+    included) or reaches its frame's locals (``locals``/``vars``). A program that cannot is
+    given one shared :class:`Context` per batch instead of one per row."""
+    for node in ast.walk(func):
+        if isinstance(node, ast.Name) and node.id in (ctx_name, "locals", "vars"):
+            return True
+    return False
 
 
 def _the_function(tree: ast.Module, fqn: str, primitive: Primitive) -> ast.FunctionDef:

@@ -18,9 +18,12 @@ causes or a :class:`~raptor.runners.source.DeadLetter` with a :class:`Reason`:
    clock when the broker has none).
 4. **keys** from the row by each feature's key names (``missing-key``), then every program
    bound to the DataSource runs with ``ctx.timestamp`` = event time, in the engine's program
-   executor (one worker hop per batch, each call under the engine's hard limit). A program
-   that raises is ``program-error``; one whose value does not match ``spec.primitive`` is
-   ``wrong-type``.
+   executor: one worker hop per feature and batch
+   (:meth:`~raptor.engine.context.ProgramExecutor.run_rows`), each row under the engine's
+   hard limit — a runaway row is stopped and dead-lettered, the others run. A program that
+   never names its ``ctx`` parameter gets one shared context instead of one per row. A
+   program that raises is ``program-error``; one whose value does not match
+   ``spec.primitive`` is ``wrong-type``.
 5. **mutations** with ``Update`` semantics (SPEC 4.4): windowed features add to the window,
    list features append, scalars set; scalar writes older than ``staleness`` are dropped
    from online state.
@@ -31,6 +34,7 @@ and the whole event goes to the dead letter, so replaying a dead letter never do
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import logging
@@ -44,6 +48,7 @@ import msgspec
 from raptor.api.assets import DataSourceDef
 from raptor.api.names import encode_entity
 from raptor.api.timeutil import EPOCH, from_micros, parse_timestamp, to_micros
+from raptor.api.windows import WindowSpec
 from raptor.engine.catalog import FeatureRuntime
 from raptor.engine.engine import Engine
 from raptor.engine.ingest import flatten_row
@@ -167,11 +172,35 @@ def _schema_validator(source: DataSourceDef) -> Any:
 _ENTITY_CACHE = 100_000  # entity ids remembered per feature
 
 
+class _NoType:
+    """Stands for "no fast type": ``type(x) is _NoType`` is never true."""
+
+
+_new = object.__new__
+_WINDOW_ADD_SLOTS = vars(WindowAdd)
+_set_fqn = _WINDOW_ADD_SLOTS["fqn"].__set__
+_set_entity = _WINDOW_ADD_SLOTS["entity"].__set__
+_set_window = _WINDOW_ADD_SLOTS["window"].__set__
+_set_events = _WINDOW_ADD_SLOTS["events"].__set__
+
+
+def _window_add(fqn: str, entity: str, window: WindowSpec, events: Any) -> WindowAdd:
+    """``WindowAdd(...)`` through its slot descriptors: a third of the frozen dataclass
+    ``__init__``'s cost, on the hot path (one per event and windowed feature)."""
+    add: WindowAdd = _new(WindowAdd)
+    _set_fqn(add, fqn)
+    _set_entity(add, entity)
+    _set_window(add, window)
+    _set_events(add, events)
+    return add
+
+
 class _Bound:
     """What the hot loop needs of one bound feature, looked up once."""
 
     __slots__ = (
         "entities",
+        "fast",
         "fqn",
         "is_list",
         "keys",
@@ -179,7 +208,9 @@ class _Bound:
         "numeric",
         "policy",
         "program",
+        "single",
         "staleness",
+        "uses_context",
         "window",
     )
 
@@ -189,25 +220,73 @@ class _Bound:
         self.namespace = defn.namespace
         self.keys = defn.keys
         self.program = rt.program
+        assert rt.program is not None
+        self.uses_context = rt.program.uses_context
+        # a bare result of this type is a checked value (Program.evaluate); None: no such type
+        self.fast: type | None = rt.program._fast_type or _NoType
         self.window = defn.window if defn.aggr else None
         self.numeric = defn.primitive.numeric
         self.is_list = defn.primitive.is_list
         self.staleness = defn.staleness
         self.policy = rt.policy
+        # the key name of a single-key feature (the hot loop keeps the bare value), else None
+        self.single: str | None = self.keys[0] if len(self.keys) == 1 else None
         # entity id by key value, for single-key features (the hot loop skips encoding)
-        self.entities: dict[str, str] | None = {} if len(self.keys) == 1 else None
+        self.entities: dict[str, str] | None = {} if self.single is not None else None
 
-    def entity(self, keys: dict[str, str]) -> str:
-        """The entity id of ``keys`` (cached by value for a single-key feature)."""
+    def missing(self, name: str) -> str:
+        return f"feature {self.fqn} needs key {name!r} (keys: {', '.join(self.keys)})"
+
+    def pick(self, rows: list[dict[str, Any]], live: list[EventOutcome]) -> list[Any] | None:
+        """The key value (single-key feature, a str) or keys dict of every row; None when some
+        rows miss a key — their events are then dead (``missing-key``)."""
+        name = self.single
+        if name is not None:
+            picked: list[Any] = [row.get(name) for row in rows]
+            if None not in picked and set(map(type, picked)) == {str}:
+                return picked
+            ok = True
+            for j, v in enumerate(picked):
+                if v is None:
+                    live[j].dead = DeadLetter(
+                        live[j].message, Reason.MISSING_KEY.value, self.missing(name)
+                    )
+                    ok = False
+                elif type(v) is not str:
+                    picked[j] = str(v)
+            return picked if ok else None
+        out: list[Any] = []
+        ok = True
+        for j, row in enumerate(rows):
+            try:
+                out.append(self.keys_of(row))
+            except _Poison as p:
+                live[j].dead = DeadLetter(live[j].message, p.reason.value, p.error)
+                out.append(None)
+                ok = False
+        return out if ok else None
+
+    def keys_of(self, row: Mapping[str, Any]) -> dict[str, str]:
+        """The keys of a multi-key feature in ``row``. Raises ``_Poison``."""
+        keys: dict[str, str] = {}
+        for name in self.keys:
+            v = row.get(name)
+            if v is None:
+                raise _Poison(Reason.MISSING_KEY, self.missing(name))
+            keys[name] = v if type(v) is str else str(v)
+        return keys
+
+    def entity_of(self, pick: Any) -> str:
+        """The entity id of a key value (single-key feature, cached) or a keys dict."""
         cache = self.entities
         if cache is None:
-            return encode_entity(self.keys, keys, self.fqn)
-        value = keys[self.keys[0]]
-        entity = cache.get(value)
+            return encode_entity(self.keys, pick, self.fqn)
+        entity = cache.get(pick)
         if entity is None:
             if len(cache) >= _ENTITY_CACHE:
                 cache.clear()
-            entity = cache[value] = encode_entity(self.keys, keys, self.fqn)
+            assert self.single is not None
+            entity = cache[pick] = encode_entity(self.keys, {self.single: pick}, self.fqn)
         return entity
 
 
@@ -251,10 +330,12 @@ class EventProcessor:
             if errors:
                 raise _Poison(Reason.SCHEMA, "; ".join(errors[:5]))
         row = raw
-        for v in raw.values():
-            if type(v) is dict:
-                row = flatten_row(raw)
-                break
+        # Only a body with a second "{" can hold a nested object (a C-speed scan first).
+        if type(payload) is not bytes or payload.find(b"{", 1) != -1:
+            for v in raw.values():
+                if type(v) is dict:
+                    row = flatten_row(raw)
+                    break
         ts_field = self.ts_field
         if ts_field:
             stamp = row.get(ts_field)
@@ -276,78 +357,142 @@ class EventProcessor:
         return row, now, from_micros(now), False
 
     async def process(self, messages: Sequence[Message]) -> list[EventOutcome]:
-        """One outcome per message, in order."""
+        """One outcome per message, in order.
+
+        Every message is decoded and keyed first (a poison message runs no program); then
+        each feature's program runs on all the live rows in one executor hop; then the
+        outcomes become mutations, event by event."""
         now = self.engine.clock.now_micros()
         bound = self.bound
         outcomes: list[EventOutcome] = []
-        calls: list[tuple[Any, Mapping[str, Any], Context]] = []
-        owners: list[tuple[EventOutcome, _Bound, dict[str, str], int]] = []
+        live: list[EventOutcome] = []  # events whose programs run, in order
+        rows: list[dict[str, Any]] = []
+        times: list[int] = []
+        whens: list[datetime] = []
+        decode = self.decode
         for msg in messages:
             out = EventOutcome(msg, [])
             outcomes.append(out)
             try:
-                row, event_time, when, used = self.decode(msg, now)
-                out.broker_time_used = used
-                out.event_time = event_time
-                for b in bound:
-                    keys: dict[str, str] = {}
-                    for name in b.keys:
-                        v = row.get(name)
-                        if v is None:
-                            raise _Poison(
-                                Reason.MISSING_KEY,
-                                f"feature {b.fqn} needs key {name!r} (keys: {', '.join(b.keys)})",
-                            )
-                        keys[name] = v if type(v) is str else str(v)
-                    ctx = Context(b.fqn, b.namespace, keys, when, _no_lookup, _no_lookup)
-                    calls.append((b.program, row, ctx))
-                    owners.append((out, b, keys, event_time))
+                row, t, when, used = decode(msg, now)
             except _Poison as p:
                 out.dead = DeadLetter(msg, p.reason.value, p.error)
-                while owners and owners[-1][0] is out:  # drop the calls queued for this event
-                    owners.pop()
-                    calls.pop()
-        results = await self._run(calls)
-        for (out, b, keys, event_time), res in zip(owners, results, strict=True):
+                continue
+            if used:
+                out.broker_time_used = True
+            out.event_time = t
+            live.append(out)
+            rows.append(row)
+            times.append(t)
+            whens.append(when)
+        # Keys, feature by feature; an event missing one is dead for every feature.
+        picks: list[list[Any]] = []
+        for b in bound:
+            picked = b.pick(rows, live)
+            if picked is None:  # some events were missing keys: drop them, start over
+                kept = [j for j, o in enumerate(live) if o.dead is None]
+                live = [live[j] for j in kept]
+                rows = [rows[j] for j in kept]
+                times = [times[j] for j in kept]
+                whens = [whens[j] for j in kept]
+                picks = [[p[j] for j in kept] for p in picks]
+                picked = b.pick(rows, live)
+                assert picked is not None
+            picks.append(picked)
+        if not live:
+            return outcomes
+        at = from_micros(now)
+        runs = []
+        for b, picked in zip(bound, picks, strict=True):
+            ctx: Context | list[Context]
+            if not b.uses_context:  # one context for the batch: the program never reads it
+                ctx = Context(b.fqn, b.namespace, {}, at, _no_lookup, _no_lookup)
+            else:
+                fqn, ns, single = b.fqn, b.namespace, b.single
+                ctx = [
+                    Context(fqn, ns, {single: key} if single is not None else dict(key), when,
+                            _no_lookup, _no_lookup)
+                    for key, when in zip(picked, whens, strict=True)
+                ]  # fmt: skip
+            runs.append(self._run(b, rows, ctx))
+        results = await asyncio.gather(*runs) if len(runs) > 1 else [await runs[0]]
+        for b, picked, res in zip(bound, picks, results, strict=True):
+            self._mutations(b, live, times, picked, res, now)
+        return outcomes
+
+    def _mutations(
+        self,
+        b: _Bound,
+        live: list[EventOutcome],
+        times: list[int],
+        picks: list[Any],
+        results: list[Any],
+        now: int,
+    ) -> None:
+        """The outcome of one feature's program on every live event → mutations."""
+        fast = b.fast
+        window = b.window
+        numeric = b.numeric
+        fqn = b.fqn
+        cache = b.entities
+        value: Any
+        for j, res in enumerate(results):
+            out = live[j]
             if out.dead is not None:
                 continue
-            if isinstance(res, RaptorError):
-                reason = Reason.WRONG_TYPE if "spec.primitive" in str(res) else Reason.PROGRAM_ERROR
+            ts = times[j]
+            if type(res) is fast:  # a bare value of the primitive's type (the common case)
+                value = res
+                entity = None
+                if cache is not None:
+                    entity = cache.get(picks[j])
+                if entity is None:
+                    entity = b.entity_of(picks[j])
+            elif res is None:
+                continue
+            elif type(res) is ProgramResult:
+                value = res.value
+                if value is None:
+                    continue
+                if res.timestamp is not None:
+                    ts = to_micros(res.timestamp)
+                if res.keys is not None:
+                    base = picks[j]
+                    keys = {b.single: base} if b.single is not None else dict(base)
+                    keys.update(res.keys)
+                    entity = encode_entity(b.keys, keys, fqn)
+                else:
+                    entity = b.entity_of(picks[j])
+            elif isinstance(res, RaptorError):
+                text = str(res)
+                reason = Reason.WRONG_TYPE if "spec.primitive" in text else Reason.PROGRAM_ERROR
                 if isinstance(res, MissingKeyError):
                     reason = Reason.MISSING_KEY
-                out.dead = DeadLetter(out.message, reason.value, str(res))
+                out.dead = DeadLetter(out.message, reason.value, text)
                 out.mutations.clear()
                 continue
-            value = res.value
-            if value is None:
-                continue
-            ts = event_time if res.timestamp is None else to_micros(res.timestamp)
-            if res.keys is not None:
-                keys = {**keys, **res.keys}
-                entity = encode_entity(b.keys, keys, b.fqn)
-            else:
-                entity = b.entity(keys)
-            if b.window is not None:
+            else:  # a bare value of another type (lists, datetimes: checked already)
+                value = res
+                entity = b.entity_of(picks[j])
+            if window is not None:
                 out.mutations.append(
-                    WindowAdd(b.fqn, entity, b.window, ((ts, value if b.numeric else 1),))
+                    _window_add(fqn, entity, window, ((ts, value if numeric else 1),))
                 )
             elif b.staleness and now - ts > b.staleness:
                 continue  # too old for online state (SPEC 4.4)
             elif b.is_list:  # Update on a list appends; a returned list appends each element
                 for v in value:
-                    out.mutations.append(ValueWrite(b.fqn, entity, WriteOp.APPEND, v, ts, b.policy))
+                    out.mutations.append(ValueWrite(fqn, entity, WriteOp.APPEND, v, ts, b.policy))
             else:
-                out.mutations.append(ValueWrite(b.fqn, entity, WriteOp.SET, value, ts, b.policy))
-        return outcomes
+                out.mutations.append(ValueWrite(fqn, entity, WriteOp.SET, value, ts, b.policy))
 
-    async def _run(
-        self, calls: list[tuple[Any, Mapping[str, Any], Context]]
-    ) -> list[ProgramResult | RaptorError]:
-        if not calls:
-            return []
+    async def _run(self, b: _Bound, rows: list[dict[str, Any]], ctx: Any) -> list[Any]:
+        """One feature's program on every row, in one executor hop."""
         engine = self.engine
         limit = engine.settings.program_hard_limit
-        results = await engine.executor.run_many(calls, limit)
+        program = b.program
+        assert program is not None
+        results = await engine.executor.run_rows(program, rows, ctx, limit)
         # A program stuck past its hard limit leaves the rest of the hop "not run": run them
         # again (the stuck call itself is reported as its own error).
         while True:
@@ -358,6 +503,11 @@ class EventProcessor:
             ]
             if not skipped:
                 return results
-            again = await engine.executor.run_many([calls[i] for i in skipped], limit)
+            again = await engine.executor.run_rows(
+                program,
+                [rows[i] for i in skipped],
+                ctx if isinstance(ctx, Context) else [ctx[i] for i in skipped],
+                limit,
+            )
             for i, r in zip(skipped, again, strict=True):
                 results[i] = r

@@ -267,28 +267,35 @@ class StreamRunner:
         replayed = await self._retry("state", lambda: self._write(outcomes))
         if replayed is None:
             return  # stopped while the state store was failing: nothing is acknowledged
-        dead = [o.dead for o in outcomes if o.dead is not None]
+        dead: list[DeadLetter] = []
+        broker_time = updates = 0
+        last_time: int | None = None
+        for o in outcomes:  # one pass: batches are large
+            if o.dead is not None:
+                dead.append(o.dead)
+            if o.broker_time_used:
+                broker_time += 1
+            if o.event_time is not None:
+                last_time = o.event_time
+            updates += len(o.mutations)
         if dead and await self._retry("dead_letter", lambda: self._dead(dead)) is None:
             return
         if await self._retry("ack", lambda: self._ack(batch)) is None:
             return
-        for o in outcomes:
-            if o.broker_time_used:
-                m.broker_time += 1
+        m.broker_time += broker_time
         for d in dead:
             m.dead_letter(d.reason)
         m.replayed += replayed
         m.applied += len(outcomes) - len(dead) - replayed
-        m.updates += sum(len(o.mutations) for o in outcomes)
+        m.updates += updates
         m.batches += 1
         m.batch_seconds += perf_counter() - started
         now = self.engine.clock.now_micros()
         last = batch[-1]
         if last.broker_time is not None:
             m.lag_seconds = max(0.0, (now - last.broker_time) / 1e6)
-        timed = [o.event_time for o in outcomes if o.event_time is not None]
-        if timed:
-            m.event_lag_seconds = (now - timed[-1]) / 1e6
+        if last_time is not None:
+            m.event_lag_seconds = (now - last_time) / 1e6
         m.lag_messages = self.source.lag()
 
     async def _dead(self, dead: list[DeadLetter]) -> int:

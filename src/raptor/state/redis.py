@@ -48,6 +48,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from raptor.api.primitives import INT64_MAX, INT64_MIN
 from raptor.api.timeutil import format_duration
 from raptor.api.windows import DEFAULT_GRACE, Partial, WindowSpec
 from raptor.errors import StateUnavailable, ValueTypeError
@@ -70,7 +71,9 @@ from raptor.state.redis_scripts import (
     WINDOW_ADD,
     WRITE,
     decode_partial,
+    encode_event,
     encode_events,
+    pack_int_event,
 )
 from raptor.state.urls import RedisTarget, parse_redis_url
 
@@ -225,16 +228,18 @@ class _Window:
 
 
 class _Group:
-    """The window events of one (feature, entity, partition) in a checkpointed batch: level-0
-    buckets and future events, with their positions and the index of their write."""
+    """The window events of one (feature, entity, partition) in a checkpointed batch, packed
+    for Lua as they come: level-0 buckets (``regular``) and future events, with their
+    positions and the index of their write."""
 
-    __slots__ = ("fown", "fpos", "future", "oldest", "regular", "rown", "rpos", "window")
+    __slots__ = ("fown", "fpos", "future", "g", "oldest", "regular", "rown", "rpos", "window")
 
-    def __init__(self, window: WindowSpec, oldest: int) -> None:
+    def __init__(self, window: WindowSpec, now: int) -> None:
         self.window = window
-        self.oldest = oldest
-        self.regular: list[tuple[int, Any]] = []
-        self.future: list[tuple[int, Any]] = []
+        self.g = g = window.granularity
+        self.oldest = now // g - window.buckets + 1
+        self.regular = bytearray()
+        self.future = bytearray()
         self.rpos: list[str] = []
         self.fpos: list[str] = []
         self.rown: list[int] = []
@@ -575,53 +580,59 @@ class RedisStateStore:
         cmds: list[_Cmd] = []
         plans: list[tuple[bool, list[int], list[int]]] = []
         # A feature has one window, so (fqn, entity, partition) names a group (no WindowSpec
-        # hashing per write). Events are split into level-0 buckets / future events as they come.
+        # hashing per write). Events are packed into level-0 buckets / future events as they
+        # come (late ones are dropped, as SPEC 4.3 says).
         groups: dict[tuple[str, str, str], _Group] = {}
-        for i, (partition, position, m) in enumerate(writes):
-            if type(m) is ValueWrite:
-                cmd = self._write_cmd(m.fqn, m.entity, m.op, m.value, m.timestamp, m.policy, now)
-                cmds.append(
-                    (
-                        "EVALSHA",
-                        FENCED_WRITE.sha,
-                        2,
-                        self.fence_key(m.fqn, m.entity),
-                        cmd[3],
-                        f"{source}|{partition}",
-                        position,
-                        ttl_ms,
-                        *cmd[4:],
+        int_event, lo, hi = pack_int_event, INT64_MIN, INT64_MAX
+        try:
+            for i, (partition, position, m) in enumerate(writes):
+                if type(m) is ValueWrite:
+                    cmd = self._write_cmd(
+                        m.fqn, m.entity, m.op, m.value, m.timestamp, m.policy, now
                     )
-                )
-                plans.append((True, [i], []))
-                continue
-            assert isinstance(m, WindowAdd)
-            key = (m.fqn, m.entity, partition)
-            group = groups.get(key)
-            if group is None:
-                window = m.window
-                groups[key] = group = _Group(window, now // window.granularity - window.buckets + 1)
-            g = group.window.granularity
-            for t, x in m.events:
-                if t > now:
-                    group.future.append((t, x))
-                    group.fpos.append(position)
-                    group.fown.append(i)
-                elif t // g >= group.oldest:
-                    group.regular.append((t // g, x))
+                    cmds.append(
+                        (
+                            "EVALSHA",
+                            FENCED_WRITE.sha,
+                            2,
+                            self.fence_key(m.fqn, m.entity),
+                            cmd[3],
+                            f"{source}|{partition}",
+                            position,
+                            ttl_ms,
+                            *cmd[4:],
+                        )
+                    )
+                    plans.append((True, [i], []))
+                    continue
+                add: WindowAdd = m  # type: ignore[assignment]  # the other kind of mutation
+                key = (add.fqn, add.entity, partition)
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = _Group(add.window, now)
+                for t, x in add.events:
+                    if t > now:
+                        group.future += encode_event(t, x)
+                        group.fpos.append(position)
+                        group.fown.append(i)
+                        continue
+                    b = t // group.g
+                    if b < group.oldest:
+                        continue
+                    if type(x) is int and lo <= x <= hi:  # the common case, inlined
+                        group.regular += int_event(b, 0, x >> 32, x & 0xFFFFFFFF)
+                    else:
+                        group.regular += encode_event(b, x)
                     group.rpos.append(position)
                     group.rown.append(i)
+        except (OverflowError, struct.error) as exc:
+            fqn = writes[i].mutation.fqn
+            raise ValueTypeError(f"window value of {fqn}: {exc}") from None
         for (fqn, entity, partition), group in groups.items():
-            window = group.window
-            regular, future = group.regular, group.future
-            rpos, fpos, rown, fown = group.rpos, group.fpos, group.rown, group.fown
-            if not regular and not future:
+            rpos, fpos = group.rpos, group.fpos
+            if not rpos and not fpos:
                 continue  # every event is late: nothing to write, nothing to fence
-            try:
-                ev, fu = encode_events(regular), encode_events(future)
-            except (OverflowError, struct.error) as exc:
-                raise ValueTypeError(f"window value of {fqn}: {exc}") from None
-            hkey, zkey = self.window_keys(fqn, entity, window)
+            hkey, zkey = self.window_keys(fqn, entity, group.window)
             cmds.append(
                 (
                     "EVALSHA",
@@ -635,12 +646,12 @@ class RedisStateStore:
                     ",".join(rpos),
                     ",".join(fpos),
                     now,
-                    *self._window(window).args,
-                    ev,
-                    fu,
+                    *self._window(group.window).args,
+                    bytes(group.regular),
+                    bytes(group.future),
                 )
             )
-            plans.append((False, rown, fown))
+            plans.append((False, group.rown, group.fown))
         replies = await self._checkpoint_call(cmds) if cmds else []
         for (is_value, rown, fown), reply in zip(plans, replies, strict=True):
             if is_value:

@@ -97,6 +97,22 @@ def encode_events(events: list[tuple[int, Any]]) -> bytes:
     return bytes(out)
 
 
+pack_int_event = _INT_EVENT.pack
+"""``pack_int_event(pos, 0, x >> 32, x & 0xFFFFFFFF)``: one int event (64-bit ``x``) for Lua."""
+
+
+def encode_event(pos: int, x: Any) -> bytes:
+    """One ``(position, value)`` pair packed for Lua (what :func:`encode_events` appends).
+    Raises ``OverflowError`` for an int outside 64 bits."""
+    if type(x) is int and _INT64_MIN <= x <= _INT64_MAX:
+        return _INT_EVENT.pack(pos, 0, x >> 32, x & 0xFFFFFFFF)
+    tag, v = encode_number(x)
+    if tag:
+        return _FLOAT_EVENT.pack(pos, 1, v)
+    iv = int(v)
+    return _INT_EVENT.pack(pos, 0, iv >> 32, iv & 0xFFFFFFFF)
+
+
 def decode_partial(blob: bytes | None) -> Partial:
     """Decode a packed partial (the reply of a window read); empty → the empty partial."""
     if not blob:
@@ -266,17 +282,53 @@ local function targets(eb, g, tail, levels)
   return names, list, lows, maxexp
 end
 
+-- Merge the partial r of int events into p (nil: a copy of r). Exact: int sums, counts, min
+-- and max do not depend on the order of the additions.
+local function merge(p, r)
+  if not p then return {r[1], r[2], r[3], r[4], r[5], r[6], r[7]} end
+  p[1] = p[1] + r[1]
+  p[2], p[3] = nadd(p[2], p[3], r[2], r[3])
+  if nless(r[4], r[5], p[4], p[5]) then p[4], p[5] = r[4], r[5] end
+  if nless(p[6], p[7], r[6], r[7]) then p[6], p[7] = r[6], r[7] end
+  return p
+end
+
 -- Fold the events, in order, into the partials loaded for list (cur = HMGET of list); returns
--- the HSET arguments of every touched bucket.
+-- the HSET arguments of every touched bucket. A run of int events in one bucket is folded
+-- once and merged into each level (exact); floats are added one by one, in order, into a
+-- partial that holds a float sum (so float sums keep the in-memory store's order).
 local function foldall(list, cur, names, ea, ebb, levels)
   local cache = {}
   for i = 2, #list do cache[list[i]] = cur[i] and punpack(cur[i]) or false end
-  for k = 1, #ea do
-    local a, bb = ea[k], ebb[k]
-    for l = 1, levels do
-      local f = names[(k - 1) * levels + l]
-      cache[f] = fold(cache[f] or nil, a, bb)
+  local n, k = #ea, 1
+  while k <= n do
+    local base = (k - 1) * levels
+    local j = k
+    if ebb[k] >= 0 then
+      local f1 = names[base + 1]
+      while j < n and ebb[j + 1] >= 0 and names[j * levels + 1] == f1 do j = j + 1 end
     end
+    if j > k then
+      local r = fold(nil, ea[k], ebb[k])
+      for q = k + 1, j do r = fold(r, ea[q], ebb[q]) end
+      for l = 1, levels do
+        local f = names[base + l]
+        local p = cache[f] or nil
+        if p and p[3] < 0 then  -- a float sum: add the events in order
+          for q = k, j do p = fold(p, ea[q], ebb[q]) end
+          cache[f] = p
+        else
+          cache[f] = merge(p, r)
+        end
+      end
+    else
+      local a, bb = ea[k], ebb[k]
+      for l = 1, levels do
+        local f = names[base + l]
+        cache[f] = fold(cache[f] or nil, a, bb)
+      end
+    end
+    k = j + 1
   end
   local args = {}
   for i = 2, #list do
@@ -437,10 +489,14 @@ local now, g, tail = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local levels, floor = tonumber(ARGV[4]), tonumber(ARGV[5])
 local ev, fu = ARGV[6], ARGV[7]
 local eb, ea, ebb = {}, {}, {}
-local pos = 1
-for k = 1, #ev / 17 do
-  eb[k], pos = struct.unpack('>d', ev, pos)
-  ea[k], ebb[k], pos = rnum(ev, pos)
+local pos, _ = 1, nil
+for k = 1, #ev / 17 do  -- one unpack per event: the tag byte picks the format
+  if string.byte(ev, pos + 8) == 0 then
+    eb[k], _, ea[k], ebb[k], pos = struct.unpack('>dBi4I4', ev, pos)
+  else
+    eb[k], _, ea[k], pos = struct.unpack('>dBd', ev, pos)
+    ebb[k] = -1
+  end
 end
 local names, list, lows, want = targets(eb, g, tail, levels)
 local cur = chunked('HMGET', hkey, list)
@@ -666,4 +722,5 @@ return 1
 """
 )
 
+__all__ += ["encode_event", "pack_int_event"]
 __all__ += ["FENCED_WINDOW_ADD", "FENCED_WRITE", "RECORD_POSITIONS"]
