@@ -22,12 +22,13 @@ alternates the scenarios N times against the same server and prints the median o
     .venv/bin/python bench/bench_rest.py --loop asyncio --http h11
     .venv/bin/python bench/bench_rest.py --server granian
     .venv/bin/python bench/bench_rest.py --profile get         # py-spy top of the server
-    .venv/bin/python bench/bench_rest.py --gc-freeze --gc-threshold 50000   # experiment
+    .venv/bin/python bench/bench_rest.py --gc-freeze startup --gc-threshold 50000   # experiment
 
-``--gc-freeze`` (``gc.freeze()`` after loading) and ``--gc-threshold`` (the generation-0
-threshold) are experiments on the server process, not what ``raptor up`` does: with 10,000
-entities a full collection walks ~180k objects of state and pauses the loop ~50 ms, which is
-what the batchGet p99 shows.
+``--gc-freeze`` (``gc.freeze()`` at ``startup``, before the state is loaded, as a server can
+do; or once it is ``loaded``, which also hides the state from the collector) and
+``--gc-threshold`` (the generation-0 threshold) are experiments on the server process. The
+server prints its garbage collections (count, total and longest pause per generation) when it
+stops.
 
 Needs ``wrk`` (Debian: ``apt-get install wrk``).
 """
@@ -176,8 +177,32 @@ def granian_app() -> Any:
     return create_app(engine)
 
 
+class GcStats:
+    """Pauses of the server's garbage collections, per generation (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self.started)
+
+    def report(self) -> str:
+        parts = []
+        for gen, ps in self.pauses.items():
+            if ps:
+                parts.append(
+                    f"gen{gen}: {len(ps)} collections, {sum(ps) * 1e3:.0f} ms in all, "
+                    f"max {max(ps) * 1e3:.1f} ms"
+                )
+        return "server GC: " + ("; ".join(parts) or "no collections")
+
+
 async def serve_uvicorn(
-    port: int, entities: int, loop: str, http: str, gc_freeze: bool, gc_threshold: int
+    port: int, entities: int, loop: str, http: str, gc_freeze: str, gc_threshold: int
 ) -> None:
     import gc
 
@@ -185,12 +210,21 @@ async def serve_uvicorn(
 
     from raptor.server.rest import create_app
 
+    if gc_freeze == "startup":  # as a server can: everything but the state is frozen
+        import raptor.api.loading
+        import raptor.engine.ingest
+        import raptor.state.memory  # noqa: F401  (imported before freezing, as a server does)
+
+        gc.collect()
+        gc.freeze()
     app = create_app(await load(entities))
     if gc_threshold:
         gc.set_threshold(gc_threshold, *gc.get_threshold()[1:])
-    if gc_freeze:
+    if gc_freeze == "loaded":
         gc.collect()
         gc.freeze()
+    stats = GcStats()
+    gc.callbacks.append(stats)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -201,7 +235,13 @@ async def serve_uvicorn(
         loop=loop,
         http=http,
     )
-    await uvicorn.Server(config).serve()
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            await super().shutdown(sockets)
+            print(stats.report(), flush=True)  # uvicorn re-raises SIGTERM once serve() ends
+
+    await Server(config).serve()
 
 
 # -- driver side --------------------------------------------------------------------------
@@ -360,7 +400,8 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]
             args.http,
             "--gc-threshold",
             str(args.gc_threshold),
-            *(["--gc-freeze"] if args.gc_freeze else []),
+            "--gc-freeze",
+            args.gc_freeze,
         ]
     return subprocess.Popen(cmd, env=env)
 
@@ -418,7 +459,12 @@ def main() -> int:
     p.add_argument("--only", choices=["get", "batchGet"], default=None)
     p.add_argument("--profile", choices=["get", "batchGet"], default=None)
     p.add_argument("--repeat", type=int, default=1, help="alternated runs per scenario")
-    p.add_argument("--gc-freeze", action="store_true", help="server: gc.freeze() after loading")
+    p.add_argument(
+        "--gc-freeze",
+        choices=["no", "startup", "loaded"],
+        default="no",
+        help="server: gc.freeze() before loading the state (startup) or after (loaded)",
+    )
     p.add_argument("--gc-threshold", type=int, default=0, help="server: gen-0 GC threshold")
     args = p.parse_args()
     if args.mode == "serve":

@@ -3,13 +3,14 @@ expired state is actually released, measured with tracemalloc)."""
 
 from __future__ import annotations
 
+import gc
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
 from raptor.api.windows import WindowSpec
-from raptor.state import StateStore, WriteOp, WritePolicy
+from raptor.state import StateStore, WindowColumnRead, WriteOp, WritePolicy
 from raptor.state.memory import MemoryStateStore
 from raptor.testing import StateStoreConformance
 
@@ -118,3 +119,65 @@ async def test_values_that_never_expire_are_kept() -> None:
     await store.write("ns.other", "x", WriteOp.SET, 1, far, WritePolicy(staleness=1), far)
     await store.write("ns.other", "y", WriteOp.SET, 1, far + 5, WritePolicy(), far + 5)
     assert (await store.read("ns.name", "u", 0, far + 5))[0] is not None
+
+
+# -- the memo of merged windows (memory_windows) ------------------------------------------------
+
+
+async def test_a_window_read_sees_an_add_made_within_the_same_bucket() -> None:
+    store = MemoryStateStore()
+    await store.window_add("ns.w", "u", W1H, [(T0, 1)], T0)
+    column = [WindowColumnRead("ns.w", ["u", "v"], W1H)]
+    assert await store.read_columns(column, T0 + 1) == [[(1, 1, 1, 1), (0, 0, None, None)]]
+    await store.window_add("ns.w", "u", W1H, [(T0 + 2, 5)], T0 + 2)
+    await store.window_add("ns.w", "v", W1H, [(T0 + 2, 7)], T0 + 2)
+    assert await store.window_read("ns.w", "u", W1H, T0 + 3) == (6, 2, 1, 5)
+    assert await store.read_columns(column, T0 + 3) == [[(6, 2, 1, 5), (7, 1, 7, 7)]]
+
+
+async def test_a_future_event_coming_due_within_the_bucket_is_counted() -> None:
+    store = MemoryStateStore()
+    await store.window_add("ns.w", "u", W1H, [(T0, 1), (T0 + 10, 10)], T0)
+    assert await store.window_read("ns.w", "u", W1H, T0 + 9) == (1, 1, 1, 1)
+    assert await store.window_read("ns.w", "u", W1H, T0 + 10) == (11, 2, 1, 10)
+    assert await store.window_read("ns.w", "u", W1H, T0 + 11) == (11, 2, 1, 10)
+
+
+async def test_a_read_of_an_earlier_bucket_after_a_later_one_is_exact() -> None:
+    store = MemoryStateStore()
+    events = [(T0 - 20 * MINUTE, 1), (T0 + 30 * MINUTE, 2)]
+    await store.window_add("ns.w", "u", W1H, events, T0 + 30 * MINUTE)
+    late = T0 + 45 * MINUTE  # the first event has left the window
+    assert await store.window_read("ns.w", "u", W1H, late) == (2, 1, 2, 2)
+    assert await store.window_read("ns.w", "u", W1H, T0 + 30 * MINUTE) == (3, 2, 1, 2)
+    assert await store.window_read("ns.w", "u", W1H, late) == (2, 1, 2, 2)
+
+
+async def test_a_swept_window_state_reads_empty() -> None:
+    store = MemoryStateStore()
+    await store.window_add("ns.w", "u", W1H, [(T0, 1)], T0)
+    assert await store.window_read("ns.w", "u", W1H, T0 + HOUR - 1) == (1, 1, 1, 1)
+    await store.write("ns.x", "x", WriteOp.SET, 1, AFTER_EXPIRY, WritePolicy(), AFTER_EXPIRY)
+    assert "u" not in store._window_column("ns.w", W1H).states
+    assert await store.window_read("ns.w", "u", W1H, AFTER_EXPIRY) == (0, 0, None, None)
+
+
+# -- few objects for the garbage collector -------------------------------------------------------
+
+
+async def test_quiet_state_is_not_tracked_by_the_garbage_collector() -> None:
+    """Stored values and window buckets leave the collector's lists (a full collection walks
+    what is tracked, pausing the event loop), leaving about one object per window state."""
+    store = MemoryStateStore()
+    p = WritePolicy(staleness=HOUR, versions=2)
+    for e in range(100):
+        await store.write("ns.v", f"u{e}", WriteOp.SET, 1.5, T0, p, T0)
+        await store.write("ns.v", f"u{e}", WriteOp.SET, 2.5, T0 + 1, p, T0 + 1)
+        await store.window_add("ns.w", f"u{e}", W1H, [(T0, 1.5), (T0 + HOUR, 2)], T0)
+    gc.collect()
+    gc.collect()
+    assert not any(gc.is_tracked(x) for x in store._current["ns.v"].values())
+    assert not any(gc.is_tracked(x) for x in store._older["ns.v"].values())
+    assert not gc.is_tracked(store._current["ns.v"])
+    for state in store._window_column("ns.w", W1H).states.values():
+        assert not any(gc.is_tracked(level) for level in state.levels)

@@ -112,7 +112,8 @@ MUTANTS = """
         def _write(self, fqn, entity, op, value, timestamp, policy, now):
             got = super()._write(fqn, entity, op, value, timestamp, policy, now)
             if got is None:
-                self._values.pop((fqn, entity))
+                self._current[fqn].pop(entity)
+                self._older.get(fqn, {}).pop(entity, None)
                 got = super()._write(fqn, entity, op, value, timestamp, policy, now)
             return got
 
@@ -142,11 +143,13 @@ MUTANTS = """
 
     class ReadsOneBucketShort(MemoryStateStore):
         def _window_read(self, fqn, entity, window, at):
-            state = self._windows.get((fqn, entity, window))
+            state = self._window_column(fqn, window).states.get(entity)
             shorter = WindowSpec(window.granularity, max(window.over - window.granularity, 1))
             if state is None or shorter.levels != window.levels:
                 return super()._window_read(fqn, entity, window, at)
-            self._windows[(fqn, entity, shorter)] = state
+            short = self._window_column(fqn, shorter)
+            short.states[entity] = state
+            short.memo.pop(entity, None)
             return super()._window_read(fqn, entity, shorter, at)
 
     class MakesFloatSums(MemoryStateStore):

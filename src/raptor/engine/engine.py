@@ -25,6 +25,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, NamedTuple, Protocol, cast
 
 from raptor.api.names import Selector, encode_entity, parse_selector
@@ -397,14 +398,13 @@ class Engine:
         if len(names) == 1:
             # One key whose values are all plain ASCII letters and digits (the common case):
             # encode_entity would return each value as it is. Checked on all at once.
-            name = names[0]
-            values = [keys.get(name) for keys in entities]
             try:
-                joined = "".join(cast(list[str], values))
-            except TypeError:  # a missing key
+                values: list[str] = list(map(itemgetter(names[0]), entities))
+                joined = "".join(values)
+            except (KeyError, TypeError):  # a missing key, a value that is not a string
                 joined = ""
             if joined.isascii() and joined.isalnum():
-                return cast(list[str], values), list(range(len(values)))
+                return values, list(range(len(values)))
         ids: list[str] = []
         rows: list[int] = []
         for r, keys in enumerate(entities):

@@ -28,6 +28,7 @@ import json
 import math
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -107,9 +108,11 @@ def format_micros(micros: int) -> str:
 
 def format_stamps(stamps: Sequence[int | None]) -> list[str | None]:
     """:func:`format_micros` of every timestamp (``None`` stays ``None``), each distinct
-    instant formatted once."""
+    instant formatted once. A column usually holds one or two distinct instants (a window's
+    read time, values ingested together): those are looked up once, not once per cell."""
+    distinct = set(stamps)
     cache = _STAMPS
-    missing = set(stamps).difference(cache)
+    missing = distinct.difference(cache)
     if missing:
         if len(cache) + len(missing) > _STAMPS_MAX:
             cache.clear()
@@ -117,7 +120,10 @@ def format_stamps(stamps: Sequence[int | None]) -> list[str | None]:
         for t in missing:
             assert t is not None
             cache[t] = format_micros(t)
-    return list(map(cache.__getitem__, stamps))
+    if len(distinct) == 1:
+        return [cache[distinct.pop()]] * len(stamps)
+    texts = {t: cache[t] for t in distinct}
+    return list(map(texts.__getitem__, stamps))
 
 
 def loads(body: bytes, what: str = "request body") -> Any:
@@ -226,9 +232,19 @@ def entity_keys(obj: Any, where: str) -> dict[str, str]:
     return out
 
 
+_DICT = frozenset({dict})
+_STR = frozenset({str})
+
+
 def entity_keys_list(objs: list[Any], where: str) -> list[dict[str, str]]:
     """:func:`entity_keys` of every object of a JSON array (``where[i]`` names a bad one).
-    Objects whose values are all strings already (the common case) are kept as they are."""
+    Objects whose values are all strings already (the common case) are kept as they are;
+    when every object is such (checked in C, no loop per object), the array itself is."""
+    if (
+        set(map(type, objs)) == _DICT
+        and set(map(type, chain.from_iterable(map(dict.values, objs)))) <= _STR
+    ):
+        return objs
     out: list[dict[str, str]] = []
     for i, obj in enumerate(objs):
         if type(obj) is dict:

@@ -4,14 +4,20 @@ It is the embedded default of ``raptor up`` and the reference every other backen
 against (the same conformance suite, :class:`raptor.testing.StateStoreConformance`). Plain dicts
 and lists, no awaits inside a call (so every call is atomic for other coroutines).
 
-Layout
-    ``values[(fqn, entity)]`` is a list of ``(value, timestamp, expires_at)`` entries: index 0 the
-    current value, ``i`` previous version ``i``. An entry is alive while ``now <= expires_at``
-    (SPEC 4.2: usable while ``now - ts <= staleness``), so "never" is a far-future instant and an
-    expired version that is shifted again stays absent (it never comes back).
-    ``windows[(fqn, entity, spec)]`` keeps one dict per level of bucket index →
-    ``[sum, count, min, max]``, plus a heap of future-dated events folded in once a read
-    reaches their time.
+Layout (few objects, cheap column reads)
+    ``_current[fqn][entity]`` is the current value ``(value, timestamp, staleness)``, alive
+    while ``staleness == 0 or now - timestamp <= staleness`` (SPEC 4.2). ``_older[fqn][entity]``
+    is the tuple of previous versions ``(value, timestamp, expires_at)`` (version ``i`` at
+    ``i - 1``; alive while ``now <= expires_at``), only for features that keep versions; "never"
+    is a far-future instant and an expired version that is shifted again stays absent (it never
+    comes back). One dict per feature keyed by the entity string makes a column read one C-level
+    ``map(dict.get)``; the current value keeps its staleness (one int object shared by every
+    write of a feature) rather than its own expiry instant, so a column read touches one object
+    less per cell, which is what a batch read of random entities pays for (cache misses). Entries
+    are tuples: CPython stops tracking them for the garbage collector after their first
+    collection, so stored values add nothing to the pauses of a full collection.
+    Windows live in one :class:`~raptor.state.memory_windows.WindowColumn` per
+    ``(fqn, WindowSpec)`` (buckets, future-dated events, the memo of merged windows).
 
 Expiry (memory is bounded by what is alive, not by what was ever written)
     * An entry expired at ``now`` is absent for every purpose: it does not block an older
@@ -29,11 +35,11 @@ Time is assumed to move forward across calls (``now``/``at`` of a call is not ea
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
-from itertools import count, repeat
+from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
-from raptor.api.windows import FANOUT, Partial, WindowSpec
+from raptor.api.windows import Partial, WindowSpec
 from raptor.state import (
     CHECKPOINT_TTL,
     Column,
@@ -49,12 +55,18 @@ from raptor.state import (
     WriteOp,
     WritePolicy,
 )
+from raptor.state.memory_windows import EMPTY, WindowColumn
 
 __all__ = ["MemoryStateStore"]
 
+_Current = tuple[Any, int, int]
+"""``(value, timestamp, staleness)``: alive while ``staleness == 0 or now - timestamp <=
+staleness``."""
+
 _Entry = tuple[Any, int, int]
+"""A previous version: ``(value, timestamp, expires_at)``, alive while ``now <= expires_at``."""
+
 _ValueKey = tuple[str, str]
-_WindowKey = tuple[str, str, WindowSpec]
 
 _NEVER = 1 << 63
 """``expires_at`` of an entry that never expires: after every representable instant."""
@@ -62,8 +74,17 @@ _NEVER = 1 << 63
 _GONE: _Entry = (None, 0, -(1 << 63))
 """A version slot whose value had expired when it was shifted: absent forever."""
 
+_ABSENT: _Current = (None, -(1 << 62), 1)
+"""What a column read finds for an absent entity: a current value that is dead at any time."""
+
 _SWEEP_BUDGET = 1000
 """Most dead keys/window states deleted by one write call (the rest by the next calls)."""
+
+
+def _as_version(entry: _Current) -> _Entry:
+    """A current value as a version entry (its expiry instant in place of its staleness)."""
+    value, ts, staleness = entry
+    return (value, ts, ts + staleness if staleness else _NEVER)
 
 
 def _copy(value: Any) -> Any:
@@ -71,29 +92,18 @@ def _copy(value: Any) -> Any:
     return list(value) if type(value) is list else value
 
 
-class _Window:
-    __slots__ = ("floors", "levels", "next_prune", "pending", "seq")
-
-    def __init__(self, levels: int) -> None:
-        self.levels: list[dict[int, list[Any]]] = [{} for _ in range(levels)]
-        self.pending: list[tuple[int, int, Any]] = []
-        self.seq = 0
-        self.next_prune = 0
-        # Per level: every index below it was pruned (None until the first full prune).
-        self.floors: list[int | None] = [None] * levels
-
-
 class MemoryStateStore:
     """Process-local state. Not shared between processes; coroutine-safe (no awaits inside)."""
 
     def __init__(self) -> None:
-        self._values: dict[_ValueKey, list[_Entry]] = {}
-        self._windows: dict[_WindowKey, _Window] = {}
-        # Deadline heaps for the sweep; a key is in its heap at most once (the *_due sets).
-        self._value_heap: list[tuple[int, _ValueKey]] = []
+        self._current: dict[str, dict[str, _Current]] = {}
+        self._older: dict[str, dict[str, tuple[_Entry, ...]]] = {}
+        self._windows: dict[tuple[str, WindowSpec], WindowColumn] = {}
+        self._window_ids: list[WindowColumn] = []  # heap entries name columns by index
+        # Deadline heaps for the sweep; a key is in the value heap at most once (_value_due).
+        self._value_heap: list[tuple[int, str, str]] = []
         self._value_due: set[_ValueKey] = set()
-        self._window_heap: list[tuple[int, int, _WindowKey]] = []
-        self._tiebreak = count()
+        self._window_heap: list[tuple[int, int, str]] = []
 
     # -- values ---------------------------------------------------------------------------
 
@@ -102,9 +112,17 @@ class MemoryStateStore:
 
     def _read(self, fqn: str, entity: str, versions: int, now: int) -> list[Stamped | None]:
         out: list[Stamped | None] = [None] * (versions + 1)
-        entries = self._values.get((fqn, entity))
-        if entries is not None:
-            for i, (value, ts, exp) in enumerate(entries[: versions + 1]):
+        cells = self._current.get(fqn)
+        entry = cells.get(entity) if cells is not None else None
+        if entry is None:
+            return out
+        value, ts, staleness = entry
+        if not staleness or now - ts <= staleness:
+            out[0] = Stamped(_copy(value), ts)
+        if versions:
+            older = self._older.get(fqn)
+            entries = older.get(entity, ()) if older is not None else ()
+            for i, (value, ts, exp) in enumerate(entries[:versions], start=1):
                 if now <= exp:
                     out[i] = Stamped(_copy(value), ts)
         return out
@@ -131,9 +149,13 @@ class MemoryStateStore:
         policy: WritePolicy,
         now: int,
     ) -> Stamped | None:
-        key = (fqn, entity)
-        entries = self._values.get(key)
-        current = entries[0] if entries and now <= entries[0][2] else None
+        cells = self._current.get(fqn)
+        if cells is None:
+            cells = self._current[fqn] = {}
+        entry = cells.get(entity)
+        current = (
+            entry if entry is not None and (not entry[2] or now - entry[1] <= entry[2]) else None
+        )
         if current is not None and timestamp < current[1]:
             return None
         if op is WriteOp.SET:
@@ -142,35 +164,54 @@ class MemoryStateStore:
             new_value = [*current[0], value] if current is not None else [value]
         else:
             new_value = current[0] + value if current is not None else value
-        new: _Entry = (
-            new_value,
-            timestamp,
-            timestamp + policy.staleness if policy.staleness else _NEVER,
-        )
-        if policy.versions and entries:
+        new: _Current = (new_value, timestamp, policy.staleness)
+        deadline = timestamp + policy.staleness if policy.staleness else _NEVER
+        older = self._older.get(fqn)
+        if policy.versions and entry is not None:
             ttl = policy.version_ttl
-            shifted = [new]
-            for i, (v, ts, exp) in enumerate(entries[: policy.versions], start=1):
+            if older is None:
+                older = self._older[fqn] = {}
+            shifted: list[_Entry] = []
+            for i, (v, ts, exp) in enumerate(
+                (_as_version(entry), *older.get(entity, ()))[: policy.versions], start=1
+            ):
                 if now > exp:
                     shifted.append(_GONE)
                 else:
                     shifted.append((v, ts, now + i * ttl if ttl else _NEVER))
-            while shifted[-1] is _GONE:
+                    deadline = max(deadline, shifted[-1][2])
+            while shifted and shifted[-1] is _GONE:
                 shifted.pop()
-            entries = shifted
-        else:
-            entries = [new]
-        self._values[key] = entries
-        if key not in self._value_due:
-            deadline = max(e[2] for e in entries)
-            if deadline < _NEVER:
-                self._value_due.add(key)
-                heapq.heappush(self._value_heap, (deadline, key))
+            if shifted:
+                older[entity] = tuple(shifted)
+            else:
+                older.pop(entity, None)
+        elif older is not None:
+            older.pop(entity, None)
+        cells[entity] = new
+        if deadline < _NEVER and (fqn, entity) not in self._value_due:
+            self._value_due.add((fqn, entity))
+            heapq.heappush(self._value_heap, (deadline, fqn, entity))
         if self._due(now):
             self._sweep(now)
         return Stamped(_copy(new_value), timestamp)
 
+    def _value_deadline(self, fqn: str, entity: str) -> int | None:
+        """When the current value and every version of a key have expired (None: no key)."""
+        entry = self._current.get(fqn, {}).get(entity)
+        if entry is None:
+            return None
+        older = self._older.get(fqn)
+        return max(e[2] for e in (_as_version(entry), *(older.get(entity, ()) if older else ())))
+
     # -- windows --------------------------------------------------------------------------
+
+    def _window_column(self, fqn: str, window: WindowSpec) -> WindowColumn:
+        col = self._windows.get((fqn, window))
+        if col is None:
+            col = self._windows[(fqn, window)] = WindowColumn(window, len(self._window_ids))
+            self._window_ids.append(col)
+        return col
 
     async def window_add(
         self,
@@ -190,117 +231,21 @@ class MemoryStateStore:
         events: Sequence[tuple[int, Any]],
         now: int,
     ) -> int:
-        key = (fqn, entity, window)
-        state = self._windows.get(key)
-        if state is None:
-            state = self._windows[key] = _Window(window.levels)
+        col = self._window_column(fqn, window)
+        if entity not in col.states:
             deadline = now + window.over + window.grace
-            heapq.heappush(self._window_heap, (deadline, next(self._tiebreak), key))
-        g = window.granularity
-        oldest = now // g - window.buckets + 1
-        levels = state.levels
-        counted = 0
-        for t, x in events:
-            if t > now:
-                state.seq += 1
-                heapq.heappush(state.pending, (t, state.seq, x))
-                counted += 1
-                continue
-            b = t // g
-            if b < oldest:
-                continue
-            counted += 1
-            for buckets in levels:
-                p = buckets.get(b)
-                if p is None:
-                    buckets[b] = [x, 1, x, x]
-                else:
-                    p[0] += x
-                    p[1] += 1
-                    if x < p[2]:
-                        p[2] = x
-                    if x > p[3]:
-                        p[3] = x
-                b //= FANOUT
-        if now >= state.next_prune:
-            self._prune(state, window, now)
+            heapq.heappush(self._window_heap, (deadline, col.ident, entity))
+        counted = col.add(entity, events, now)
         if self._due(now):
             self._sweep(now)
         return counted
-
-    @staticmethod
-    def _prune(state: _Window, window: WindowSpec, now: int) -> None:
-        """Drop the buckets past :meth:`WindowSpec.bucket_expiry`; run about once per granularity.
-
-        Buckets die in index order, so each level remembers below which index everything is gone
-        and only visits the indexes that died since (or scans its dict when that is smaller)."""
-        state.next_prune = now + window.granularity
-        reach = now - window.over - window.grace
-        span = window.granularity
-        for level, buckets in enumerate(state.levels):
-            limit = reach // span  # bucket (level, i) is dead when i < limit
-            floor = state.floors[level]
-            if floor is None or limit - floor > len(buckets):
-                dead = [i for i in buckets if i < limit]
-            else:
-                dead = [i for i in range(floor, limit) if i in buckets]
-            for i in dead:
-                del buckets[i]
-            if floor is None or limit > floor:
-                state.floors[level] = limit
-            span *= FANOUT
-
-    @staticmethod
-    def _fold_pending(state: _Window, window: WindowSpec, at: int) -> None:
-        pending = state.pending
-        g = window.granularity
-        oldest = at // g - window.buckets + 1
-        while pending and pending[0][0] <= at:
-            t, _, x = heapq.heappop(pending)
-            b = t // g
-            if b < oldest:
-                continue
-            for buckets in state.levels:
-                p = buckets.get(b)
-                if p is None:
-                    buckets[b] = [x, 1, x, x]
-                else:
-                    p[0] += x
-                    p[1] += 1
-                    if x < p[2]:
-                        p[2] = x
-                    if x > p[3]:
-                        p[3] = x
-                b //= FANOUT
 
     async def window_read(self, fqn: str, entity: str, window: WindowSpec, at: int) -> Partial:
         return self._window_read(fqn, entity, window, at)
 
     def _window_read(self, fqn: str, entity: str, window: WindowSpec, at: int) -> Partial:
-        state = self._windows.get((fqn, entity, window))
-        if state is None:
-            return (0, 0, None, None)
-        if state.pending and state.pending[0][0] <= at:
-            self._fold_pending(state, window, at)
-        levels = state.levels
-        s: Any = 0
-        c = 0
-        mn: Any = None
-        mx: Any = None
-        for level, index in window.cover(at):
-            p = levels[level].get(index)
-            if p is None:
-                continue
-            if c == 0:
-                s, mn, mx = p[0], p[2], p[3]
-            else:
-                s = s + p[0]
-                if p[2] < mn:
-                    mn = p[2]
-                if p[3] > mx:
-                    mx = p[3]
-            c += p[1]
-        return (s, c, mn, mx)
+        col = self._windows.get((fqn, window))
+        return EMPTY if col is None else col.read((entity,), at)[0]
 
     # -- expiry ---------------------------------------------------------------------------
 
@@ -318,41 +263,31 @@ class MemoryStateStore:
         budget = _SWEEP_BUDGET
         while heap and heap[0][0] < now and budget:
             budget -= 1
-            _, key = heapq.heappop(heap)
-            entries = self._values.get(key)
-            deadline = max(e[2] for e in entries) if entries else -_NEVER
-            if deadline < now:
-                self._values.pop(key, None)
-                self._value_due.discard(key)
+            _, fqn, entity = heapq.heappop(heap)
+            deadline = self._value_deadline(fqn, entity)
+            if deadline is None or deadline < now:
+                self._current.get(fqn, {}).pop(entity, None)
+                older = self._older.get(fqn)
+                if older is not None:
+                    older.pop(entity, None)
+                self._value_due.discard((fqn, entity))
             elif deadline < _NEVER:
-                heapq.heappush(heap, (deadline, key))
+                heapq.heappush(heap, (deadline, fqn, entity))
             else:
-                self._value_due.discard(key)
+                self._value_due.discard((fqn, entity))
         wheap = self._window_heap
         while wheap and wheap[0][0] <= now and budget:
             budget -= 1
-            _, tie, wkey = heapq.heappop(wheap)
-            state = self._windows.get(wkey)
+            _, cid, entity = heapq.heappop(wheap)
+            col = self._window_ids[cid]
+            state = col.states.get(entity)
             if state is None:
                 continue
-            wdeadline = self._window_deadline(state, wkey[2])
-            if wdeadline <= now:
-                del self._windows[wkey]
+            wdeadline = state.deadline(col.window)
+            if wdeadline is None or wdeadline <= now:
+                col.drop(entity)
             else:
-                heapq.heappush(wheap, (wdeadline, tie, wkey))
-
-    @staticmethod
-    def _window_deadline(state: _Window, window: WindowSpec) -> int:
-        """When every bucket of the state (pending events included) has expired."""
-        top = len(state.levels) - 1
-        last: int | None = max(state.levels[top], default=None)
-        if state.pending:
-            pending_last = max(t for t, _, _ in state.pending) // window.granularity
-            pending_last //= FANOUT**top
-            last = pending_last if last is None else max(last, pending_last)
-        if last is None:
-            return -_NEVER
-        return window.bucket_expiry((top, last))
+                heapq.heappush(wheap, (wdeadline, cid, entity))
 
     # -- batches --------------------------------------------------------------------------
 
@@ -368,90 +303,53 @@ class MemoryStateStore:
         return out
 
     async def read_columns(self, reads: Sequence[ColumnRead], now: int) -> list[Column]:
-        """The :class:`~raptor.state.ColumnReader` fast path: per column one tight loop over the
-        entities, no record per cell; the same answers as :meth:`read_batch` of every cell."""
+        """The :class:`~raptor.state.ColumnReader` fast path: per column a few C-level passes
+        over the entities, no record per cell; the same answers as :meth:`read_batch` of every
+        cell."""
         out: list[Column] = []
         for r in reads:
             if isinstance(r, ValueColumnRead):
                 out.append(self._value_column(r.fqn, r.entities, r.version, now))
             else:
-                out.append(self._window_column(r.fqn, r.entities, r.window, now))
+                col = self._windows.get((r.fqn, r.window))
+                out.append([EMPTY] * len(r.entities) if col is None else col.read(r.entities, now))
         return out
 
     def _value_column(
         self, fqn: str, entities: Sequence[str], version: int, now: int
     ) -> ValueColumn:
-        values: list[Any] = [None] * len(entities)
-        stamps: list[int | None] = [None] * len(entities)
-        found = map(self._values.get, zip(repeat(fqn), entities))  # the lookups, in C
-        for i, entries in enumerate(found):
-            if entries is not None and len(entries) > version:
-                value, ts, exp = entries[version]
-                if now <= exp:
-                    values[i] = list(value) if type(value) is list else value
-                    stamps[i] = ts
-        return ValueColumn(values, stamps)
-
-    def _window_column(
-        self, fqn: str, entities: Sequence[str], window: WindowSpec, at: int
-    ) -> list[Partial]:
-        # The cover (computed once) grouped by level, in cover order, so buckets are merged in
-        # the very order of _window_read (the same float sums, to the last bit). Per level,
-        # a state with fewer buckets than the cover has there is scanned instead of probed.
-        groups: list[tuple[int, list[int], dict[int, int]]] = []
-        for level, index in window.cover(at):
-            if not groups or groups[-1][0] != level:
-                groups.append((level, [], {}))
-            _, indexes, where = groups[-1]
-            where[index] = len(indexes)
-            indexes.append(index)
-        get = self._windows.get
-        out: list[Partial] = []
-        for e in entities:
-            state = get((fqn, e, window))
-            if state is None:
-                out.append((0, 0, None, None))
-                continue
-            if state.pending and state.pending[0][0] <= at:
-                self._fold_pending(state, window, at)
-            levels = state.levels
-            s: Any = 0
-            c = 0
-            mn: Any = None
-            mx: Any = None
-            for level, indexes, where in groups:
-                buckets = levels[level]
-                parts: Iterable[list[Any] | None]
-                if len(buckets) < len(indexes):
-                    if not buckets:
-                        continue
-                    found: list[int] | None = None
-                    for i in buckets:
-                        if i in where:
-                            if found is None:
-                                found = [where[i]]
-                            else:
-                                found.append(where[i])
-                    if found is None:
-                        continue
-                    found.sort()
-                    parts = map(buckets.get, map(indexes.__getitem__, found))
-                else:
-                    parts = map(buckets.get, indexes)
-                for p in parts:
-                    if p is None:
-                        continue
-                    if c == 0:
-                        s, mn, mx = p[0], p[2], p[3]
-                    else:
-                        s = s + p[0]
-                        if p[2] < mn:
-                            mn = p[2]
-                        if p[3] > mx:
-                            mx = p[3]
-                    c += p[1]
-            out.append((s, c, mn, mx))
-        return out
+        n = len(entities)
+        if version:
+            older = self._older.get(fqn)
+            if older is None:
+                return ValueColumn([None] * n, [None] * n)
+            empty: tuple[_Entry, ...] = ()
+            found = [
+                e[version - 1] if len(e) >= version else _GONE
+                for e in map(older.get, entities, repeat(empty))
+            ]
+        else:
+            cells = self._current.get(fqn)
+            if cells is None:
+                return ValueColumn([None] * n, [None] * n)
+            current = list(map(cells.get, entities, repeat(_ABSENT)))  # the lookups, in C
+            if current:
+                values, stamps, stales = zip(*current, strict=True)
+                staleness = stales[0]
+                if (
+                    stales.count(staleness) == n
+                    and (not staleness or now - min(stamps) <= staleness)
+                    and list not in map(type, values)
+                ):
+                    return ValueColumn(list(values), list(stamps))  # every cell alive: done
+            found = list(map(_as_version, current))
+        out_values: list[Any] = [None] * n
+        out_stamps: list[int | None] = [None] * n
+        for i, (value, ts, exp) in enumerate(found):
+            if now <= exp:
+                out_values[i] = list(value) if type(value) is list else value
+                out_stamps[i] = ts
+        return ValueColumn(out_values, out_stamps)
 
     async def apply(
         self, mutations: Sequence[ValueWrite | WindowAdd], now: int
