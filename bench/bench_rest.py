@@ -335,6 +335,7 @@ def run_wrk(
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "requests": float(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
         "p50": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
+        "p90": _ms(re.search(r"^\s+90%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
         "p99": _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
         "non2xx": 0.0,
     }
@@ -408,7 +409,7 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]
 
 def measure(
     args: argparse.Namespace, pid: int, base: str, name: str, lua: str
-) -> tuple[float, float, float, float, float]:
+) -> tuple[float, ...]:
     """One measured wrk run against the server ``pid``; prints and returns its figures."""
     spy = None
     if args.profile == name:
@@ -438,11 +439,11 @@ def measure(
         spy.wait()
     per = cpu / r["requests"] * 1e6 if r["requests"] else float("nan")
     print(
-        f"{name:<10} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
+        f"{name:<10} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p90']:>8.2f} {r['p99']:>8.2f} "
         f"{per:>10.0f} {int(r['non2xx']):>8}",
         flush=True,
     )
-    return r["rps"], r["p50"], r["p99"], per, r["non2xx"]
+    return r["rps"], r["p50"], r["p90"], r["p99"], per, r["non2xx"]
 
 
 def main() -> int:
@@ -514,22 +515,22 @@ def main() -> int:
             f"load average {os.getloadavg()[0]:.1f}"
         )
         print(
-            f"{'scenario':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'scenario':<10} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
             f"{'CPU us/req':>10} {'non-2xx':>8}"
         )
         chosen = {k: v for k, v in scenarios.items() if not args.only or k == args.only}
         for lua in chosen.values():  # warm-up
             run_wrk(base, lua, duration=2, connections=args.connections, threads=args.threads)
-        runs: dict[str, list[tuple[float, float, float, float, float]]] = {k: [] for k in chosen}
+        runs: dict[str, list[tuple[float, ...]]] = {k: [] for k in chosen}
         for _ in range(args.repeat):
             for name, lua in chosen.items():
                 runs[name].append(measure(args, proc.pid, base, name, lua))
         if args.repeat > 1:
             for name, rs in runs.items():
-                med = [statistics.median(r[i] for r in rs) for i in range(5)]
+                med = [statistics.median(r[i] for r in rs) for i in range(6)]
                 print(
                     f"{name + ' med':<10} {med[0]:>9.0f} {med[1]:>8.2f} {med[2]:>8.2f} "
-                    f"{med[3]:>10.0f} {int(med[4]):>8}"
+                    f"{med[3]:>8.2f} {med[4]:>10.0f} {int(med[5]):>8}"
                 )
     finally:
         proc.terminate()
