@@ -24,6 +24,7 @@ Clients (``--client``):
   machine it costs ~250 µs of CPU per call itself, so it measures the client as much as the
   server.
 
+The server tunes its garbage collector as ``raptor up`` does (``--gc default`` to compare).
 ``--with-floor`` alternates each run with a bare ``grpc.aio`` server that answers every call
 with an empty message (no engine; ``--floor`` runs only that): the framework's own ceiling on
 this machine, to tell how much of the cost per request is Raptor's. ``--repeat N`` runs N
@@ -97,7 +98,7 @@ BATCH_SELECTORS = ["amount", "spend+sum", "spend+count", "spend+max", "spend+avg
 # -- server (subprocess) -----------------------------------------------------------------------
 
 
-async def serve(port: int, entities: int) -> None:
+async def serve(port: int, entities: int, tune_gc: bool) -> None:
     from raptor.api.loading import load_text
     from raptor.engine.catalog import build_catalog
     from raptor.engine.engine import Engine
@@ -109,6 +110,10 @@ async def serve(port: int, entities: int) -> None:
     if loaded.errors or catalog.errors:
         raise SystemExit(f"bad bench manifests: {loaded.errors} {catalog.errors}")
     engine = Engine(MemoryStateStore(), catalog=catalog)
+    if tune_gc:
+        from raptor.cli.up import _tune_gc
+
+        _tune_gc()  # what `raptor up` does once its assets are loaded
     for i in range(entities):
         await engine.set("amount", {"user": f"u{i}"}, float(i))
         await engine.update("spend", {"user": f"u{i}"}, float(i % 100))
@@ -154,7 +159,9 @@ async def serve_floor(port: int) -> None:
 
 
 def run_server(args: argparse.Namespace) -> None:
-    main = serve_floor(args.port) if args.floor else serve(args.port, args.entities)
+    main = (
+        serve_floor(args.port) if args.floor else serve(args.port, args.entities, args.gc == "up")
+    )
     run = asyncio.run
     if args.loop == "uvloop":
         import uvloop  # the server extra brings it; `raptor up` runs on it
@@ -358,6 +365,8 @@ def start_server(args: argparse.Namespace, floor: bool) -> tuple[subprocess.Pope
         str(args.entities),
         "--loop",
         args.loop,
+        "--gc",
+        args.gc,
     ]
     if args.profile:
         cmd += ["--profile", args.profile]
@@ -402,6 +411,9 @@ def main() -> None:
     ap.add_argument("--method", choices=("get", "batch"), default="get")
     ap.add_argument("--client", choices=("h2load", "python"), default=None)
     ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    ap.add_argument(
+        "--gc", choices=("up", "default"), default="up", help="raptor up's GC tuning, or none"
+    )
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--concurrency", type=int, default=32)
