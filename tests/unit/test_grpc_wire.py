@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 from raptor.api.proto.core.v1alpha1 import api_pb2, types_pb2
 from raptor.api.timeutil import EPOCH
 from raptor.server.grpc_messages import timestamp_to_proto, value_to_proto
-from raptor.server.grpc_wire import ColumnCells, encode_batch_reply, encode_value
+from raptor.server.grpc_wire import (
+    ColumnCells,
+    datetime_micros,
+    encode_batch_reply,
+    encode_get_reply,
+    encode_value,
+)
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 TIMES = st.datetimes(
@@ -111,3 +117,42 @@ def test_a_zero_scalar_is_still_set(value: Any) -> None:
 def test_an_unsupported_value_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="Scalar"):
         encode_value(object())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    uuid=st.one_of(st.just(""), st.uuids().map(str)),
+    keys=KEYS,
+    value=VALUES,
+    micros=MICROS,
+    fresh=st.booleans(),
+    described=st.booleans(),
+)
+def test_encoded_get_reply_parses_into_the_message_built_reply(
+    uuid: str, keys: dict[str, str], value: Any, micros: int | None, fresh: bool, described: bool
+) -> None:
+    descriptor = types_pb2.FeatureDescriptor(
+        fqn="default.amount", keys=["user"], builder="feature" if described else ""
+    )
+    encoded = encode_get_reply(
+        uuid, "default.amount", keys, value, micros, fresh, descriptor.SerializeToString()
+    )
+    stamp = None if micros is None else timestamp_to_proto(EPOCH + timedelta(microseconds=micros))
+    expected = api_pb2.GetResponse(
+        uuid=uuid,
+        value=types_pb2.FeatureValue(
+            fqn="default.amount",
+            keys=keys,
+            value=value_to_proto(value),
+            timestamp=stamp,
+            fresh=fresh,
+        ),
+        feature_descriptor=descriptor,
+    )
+    assert api_pb2.GetResponse.FromString(encoded) == expected
+
+
+@given(TIMES)
+def test_datetime_micros_matches_the_timestamp_conversion(when: datetime) -> None:
+    ts = timestamp_to_proto(when)
+    assert datetime_micros(when) == ts.seconds * 1_000_000 + ts.nanos // 1000

@@ -43,20 +43,24 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from raptor.api.names import parse_selector
-from raptor.api.proto.core.v1alpha1 import api_pb2, types_pb2
+from raptor.api.proto.core.v1alpha1 import api_pb2
 from raptor.engine.catalog import AssetStatus, Catalog, ModelRuntime
 from raptor.engine.engine import Engine
 from raptor.errors import InvalidArgument, StateUnavailable
 from raptor.server.errors import grpc_status_for
 from raptor.server.grpc_messages import (
     descriptor_to_proto,
-    feature_value_to_proto,
     scalar_from_proto,
     timestamp_from_proto,
     timestamp_to_proto,
     value_from_proto,
 )
-from raptor.server.grpc_wire import ColumnCells, encode_batch_reply
+from raptor.server.grpc_wire import (
+    ColumnCells,
+    datetime_micros,
+    encode_batch_reply,
+    encode_get_reply,
+)
 
 __all__ = ["SERVICE_NAME", "EngineServicer", "HealthServicer", "create_grpc_server"]
 
@@ -88,7 +92,7 @@ class EngineServicer:
     def __init__(self, engine: Engine, statuses: StatusSource | None = None) -> None:
         self._engine = engine
         self._statuses = statuses
-        self._descriptors: dict[str, types_pb2.FeatureDescriptor] = {}
+        self._descriptors: dict[str, bytes] = {}
         self._catalog: Catalog | None = None
 
     # -- plumbing --------------------------------------------------------------------------
@@ -98,40 +102,41 @@ class EngineServicer:
         try:
             return await work
         except Exception as exc:  # the service boundary: every error maps to a status
-            name = grpc_status_for(exc)
-            if name == "INTERNAL":
-                log.error("gRPC %s: internal error", rpc, exc_info=exc)
-                message = "internal error (logged by the server)"
-            else:
-                message = str(exc) or type(exc).__name__
-            code = getattr(grpc.StatusCode, name, grpc.StatusCode.UNKNOWN)
-            await context.abort(code, message)
+            await _abort(rpc, context, exc)
             raise  # not reached: abort() raises
 
-    def _descriptor(self, fqn: str) -> types_pb2.FeatureDescriptor:
-        """The descriptor of a deployed feature or model, built once per catalog."""
+    def _descriptor(self, fqn: str) -> bytes:
+        """The serialized descriptor of a deployed feature or model, built once per catalog."""
         catalog = self._engine.catalog
         if catalog is not self._catalog:
             self._descriptors = {}
             self._catalog = catalog
         desc = self._descriptors.get(fqn)
         if desc is None:
-            desc = self._descriptors[fqn] = descriptor_to_proto(self._engine.descriptor(fqn))
+            msg = descriptor_to_proto(self._engine.descriptor(fqn))
+            desc = self._descriptors[fqn] = msg.SerializeToString()
         return desc
 
     # -- reads -----------------------------------------------------------------------------
 
-    async def Get(self, request: api_pb2.GetRequest, context: Any) -> api_pb2.GetResponse:
-        return await self._call("Get", context, self._get(request))
-
-    async def _get(self, request: api_pb2.GetRequest) -> api_pb2.GetResponse:
-        # A string selector takes the engine's memoized path (parse + lookup + checks).
-        fv = await self._engine.get(request.selector, dict(request.keys))
-        return api_pb2.GetResponse(
-            uuid=_new_uuid(request.uuid),
-            value=feature_value_to_proto(fv),
-            feature_descriptor=self._descriptor(fv.fqn),
-        )
+    async def Get(self, request: api_pb2.GetRequest, context: Any) -> bytes:
+        """Answers the serialized ``GetResponse`` (registered without a serializer): the hot
+        path, so no message is built and no wrapper coroutine awaited."""
+        try:
+            # A string selector takes the engine's memoized path (parse + lookup + checks).
+            fv = await self._engine.get(request.selector, dict(request.keys))
+            return encode_get_reply(
+                _new_uuid(request.uuid),
+                fv.selector,
+                fv.keys,
+                fv.value,
+                None if fv.timestamp is None else datetime_micros(fv.timestamp),
+                fv.fresh,
+                self._descriptor(fv.fqn),
+            )
+        except Exception as exc:  # the service boundary: every error maps to a status
+            await _abort("Get", context, exc)
+            raise  # not reached: abort() raises
 
     async def FeatureDescriptor(
         self, request: api_pb2.FeatureDescriptorRequest, context: Any
@@ -224,6 +229,18 @@ class EngineServicer:
         )
 
 
+async def _abort(rpc: str, context: Any, exc: Exception) -> None:
+    """End the call with the status of the one error table (``context.abort`` raises)."""
+    name = grpc_status_for(exc)
+    if name == "INTERNAL":
+        log.error("gRPC %s: internal error", rpc, exc_info=exc)
+        message = "internal error (logged by the server)"
+    else:
+        message = str(exc) or type(exc).__name__
+    code = getattr(grpc.StatusCode, name, grpc.StatusCode.UNKNOWN)
+    await context.abort(code, message)
+
+
 def _value_and_time(request: api_pb2.SetRequest | api_pb2.UpdateRequest) -> tuple[Any, Any]:
     if not request.HasField("value"):
         raise InvalidArgument("value is required: set value.scalar_value or value.list_value")
@@ -289,10 +306,14 @@ class HealthServicer:
             await asyncio.sleep(self._interval)
 
 
-def _engine_service_handler(servicer: EngineServicer) -> grpc.GenericRpcHandler:
+_PRE_ENCODED = frozenset({"Get", "BatchGet"})
+"""The RPCs whose handlers return their reply already serialized."""
+
+
+def _engine_service_handlers(servicer: EngineServicer) -> dict[str, grpc.RpcMethodHandler]:
     """``EngineService``'s method handlers, as the generated registration builds them, except
-    that ``BatchGet`` answers bytes it encoded itself (:mod:`raptor.server.grpc_wire`), so its
-    handler has no response serializer."""
+    that ``Get`` and ``BatchGet`` answer bytes they encoded themselves
+    (:mod:`raptor.server.grpc_wire`), so their handlers have no response serializer."""
     handlers = {}
     for method in api_pb2.DESCRIPTOR.services_by_name["EngineService"].methods:
         request_cls = getattr(api_pb2, method.input_type.name)
@@ -301,10 +322,10 @@ def _engine_service_handler(servicer: EngineServicer) -> grpc.GenericRpcHandler:
             getattr(servicer, method.name),
             request_deserializer=request_cls.FromString,
             response_serializer=None
-            if method.name == "BatchGet"
+            if method.name in _PRE_ENCODED
             else response_cls.SerializeToString,
         )
-    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+    return handlers
 
 
 def create_grpc_server(
@@ -322,7 +343,11 @@ def create_grpc_server(
     arguments. Raises ``OSError`` when the address cannot be bound.
     """
     server = grpc.aio.server(options=list(options))
-    server.add_generic_rpc_handlers((_engine_service_handler(EngineServicer(engine, statuses)),))
+    handlers = _engine_service_handlers(EngineServicer(engine, statuses))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    # Registered methods are matched by the C core (no Python lookup per call), as the
+    # generated registration does.
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
     health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(engine), server)
     reflection.enable_server_reflection(
         (
