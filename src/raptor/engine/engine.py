@@ -25,12 +25,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from operator import itemgetter
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, Protocol
 
 from raptor.api.names import Selector, encode_entity, parse_selector
 from raptor.api.timeutil import from_micros, parse_timestamp, to_micros
-from raptor.api.windows import AggrFn, Partial, result
+from raptor.api.windows import AggrFn, result
+from raptor.engine.batch import BatchColumn, get_columns
 from raptor.engine.catalog import Catalog, FeatureRuntime, ModelRuntime, check_dependency
 from raptor.engine.clock import Clock, SystemClock
 from raptor.engine.freshness import is_fresh, is_usable
@@ -43,7 +43,8 @@ from raptor.engine.pipeline import (
     WriteResult,
     chain,
 )
-from raptor.engine.programs import Context, ProgramExecutor, ProgramResult
+from raptor.engine.programs import ProgramExecutor, ProgramResult
+from raptor.engine.sourceless import SourcelessComputer
 from raptor.errors import (
     FeatureTimeout,
     InvalidArgument,
@@ -55,15 +56,10 @@ from raptor.errors import (
     ValueTypeError,
 )
 from raptor.state import (
-    ColumnRead,
     StateStore,
-    ValueColumn,
-    ValueColumnRead,
     ValueWrite,
     WindowAdd,
-    WindowColumnRead,
     WriteOp,
-    read_columns,
 )
 
 __all__ = ["BatchColumn", "Computer", "Engine", "EngineSettings", "Update"]
@@ -96,21 +92,6 @@ class Update:
     keys: Mapping[str, str]
     value: Any
     timestamp: int
-
-
-class BatchColumn(NamedTuple):
-    """One selector's cells for every entity of a batch read (:meth:`Engine.get_columns`).
-
-    Cell ``i`` (entity ``i``) is ``values[i]``, ``timestamps[i]`` (epoch microseconds; ``None``
-    without a value) and ``fresh[i]``, exactly as :meth:`Engine.get` returns it; a cell that
-    failed is ``errors[i]`` instead (its other entries are then ``None, None, False``)."""
-
-    selector: Selector
-    fqn: str
-    values: list[Any]
-    timestamps: list[int | None]
-    fresh: list[bool]
-    errors: dict[int, RaptorError]
 
 
 class Engine:
@@ -253,180 +234,14 @@ class Engine:
         entities: Sequence[Mapping[str, str]],
         namespace: str = "default",
     ) -> list[BatchColumn]:
-        """Read every selector for every entity, column by column (one :class:`BatchColumn`
-        per selector, in order): the batch read without a record per cell.
+        """Read every selector for every entity, column by column: see
+        :func:`raptor.engine.batch.get_columns` (the batch read without a record per cell)."""
+        return await get_columns(self, selectors, entities, namespace)
 
-        Every cell is what :meth:`get` returns for it (SPEC 4.2/4.3 decided the same way); a
-        cell that fails (e.g. a missing key) is in its column's ``errors``. An unknown
-        selector, or one that does not fit its feature, raises for the whole batch (no cell
-        could succeed). Stored values of every cell are fetched in ONE state call
-        (:func:`raptor.state.read_columns`: the store's column fast path when it has one, else
-        one ``read_batch``); each feature is decided per column in one loop (a whole column
-        fresh: no loop at all; a window's cover computed once). Only computed features that
-        need computing, and models, take the one-by-one :meth:`get` path. With get
-        middlewares installed every cell goes through them.
-        """
-        resolved = self._resolve_batch(selectors, namespace)
-        n = len(entities)
-        columns = [
-            BatchColumn(sel, target.fqn, [None] * n, [None] * n, [False] * n, {})
-            for sel, target in resolved
-        ]
-        if not self._direct:
-            for r, keys in enumerate(entities):
-                for col in columns:
-                    await self._get_cell(col, r, keys)
-            return columns
-
-        now = self.clock.now_micros()
-        encoded: dict[tuple[str, ...], tuple[list[str], list[int]]] = {}
-        reads: list[ColumnRead] = []
-        read_of: dict[tuple[str, int], int] = {}  # (fqn, version; -1 = window) -> read index
-        planned: list[tuple[int, FeatureRuntime, list[int], int]] = []
-        slow: list[tuple[int, int]] = []  # (row, column) read one by one through get()
-        for c, (sel, target) in enumerate(resolved):
-            if isinstance(target, ModelRuntime):
-                slow.extend((r, c) for r in range(n))
-                continue
-            defn = target.defn
-            enc = encoded.get(defn.keys)
-            if enc is None:
-                enc = encoded[defn.keys] = self._encode_entities(defn.keys, entities)
-            ids, rows = enc
-            col = columns[c]
-            if len(rows) < n:  # entities without this feature's keys: its own error message
-                ok = set(rows)
-                for r in range(n):
-                    if r not in ok:
-                        try:
-                            encode_entity(defn.keys, entities[r], target.fqn)
-                        except RaptorError as exc:
-                            col.errors[r] = exc
-            read: ColumnRead
-            if defn.aggr:
-                assert defn.window is not None
-                key = (target.fqn, -1)
-                read = WindowColumnRead(target.fqn, ids, defn.window)
-            else:
-                key = (target.fqn, sel.version)
-                read = ValueColumnRead(target.fqn, ids, sel.version)
-            i = read_of.get(key)
-            if i is None:
-                i = read_of[key] = len(reads)
-                reads.append(read)
-            planned.append((c, target, rows, i))
-        got = await read_columns(self.state, reads, now) if reads else []
-
-        for c, rt, rows, i in planned:
-            col = columns[c]
-            defn = rt.defn
-            sel = col.selector
-            full = len(rows) == n  # rows[j] == j
-            res = got[i]
-            if defn.aggr:
-                assert isinstance(res, list)
-                fn = AggrFn.parse(sel.aggr) if sel.aggr else defn.aggr[0]
-                values = self._aggregate(res, fn)
-                if full:
-                    col.values[:] = values
-                    col.timestamps[:] = [now] * n
-                    col.fresh[:] = [True] * n
-                else:
-                    for r, v in zip(rows, values, strict=True):
-                        col.values[r], col.timestamps[r], col.fresh[r] = v, now, True
-                continue
-            assert isinstance(res, ValueColumn)
-            values, stamps = res
-            freshness = defn.freshness
-            try:  # a TypeError (or None itself) when a cell has no value
-                oldest: int | None = min(cast(list[int], stamps), default=None)
-            except TypeError:
-                oldest = None
-            if full and oldest is not None and now - oldest <= freshness:
-                # The common case, every cell has a fresh value: no per-cell work at all.
-                col.values[:] = values
-                col.timestamps[:] = stamps
-                col.fresh[:] = [True] * n
-                continue
-            version = sel.version
-            computed = rt.computed
-            staleness = defn.staleness
-            for r, v, ts in zip(rows, values, stamps, strict=True):
-                if ts is not None:
-                    fresh = now - ts <= freshness
-                    if fresh or version:
-                        col.values[r], col.timestamps[r], col.fresh[r] = v, ts, fresh
-                        continue
-                if computed:
-                    slow.append((r, c))
-                elif ts is not None and (staleness == 0 or now - ts <= staleness):  # is_usable
-                    col.values[r], col.timestamps[r] = v, ts
-        for r, c in sorted(slow):
-            await self._get_cell(columns[c], r, entities[r])
-        return columns
-
-    def _resolve_batch(
-        self, selectors: Sequence[str | Selector], namespace: str
-    ) -> list[tuple[Selector, FeatureRuntime | ModelRuntime]]:
-        resolved: list[tuple[Selector, FeatureRuntime | ModelRuntime]] = []
-        for s in selectors:
-            sel = s if isinstance(s, Selector) else parse_selector(s, namespace)
-            target = self._lookup(sel)
-            if isinstance(target, FeatureRuntime):
-                problem = check_dependency(sel, target.defn)
-                if problem:
-                    raise SelectorError(problem)
-            resolved.append((sel, target))
-        return resolved
-
-    async def _get_cell(self, col: BatchColumn, r: int, keys: Mapping[str, str]) -> None:
-        """Cell ``r`` of ``col`` through :meth:`get` (the one-by-one path)."""
-        try:
-            fv = await self.get(col.selector, keys)
-        except RaptorError as exc:
-            col.errors[r] = exc
-            return
-        col.values[r] = fv.value
-        col.timestamps[r] = None if fv.timestamp is None else to_micros(fv.timestamp)
-        col.fresh[r] = fv.fresh
-
-    @staticmethod
-    def _encode_entities(
-        names: tuple[str, ...], entities: Sequence[Mapping[str, str]]
-    ) -> tuple[list[str], list[int]]:
-        """The entity ids of the entities that have the keys ``names``, and their rows."""
-        if len(names) == 1:
-            # One key whose values are all plain ASCII letters and digits (the common case):
-            # encode_entity would return each value as it is. Checked on all at once.
-            try:
-                values: list[str] = list(map(itemgetter(names[0]), entities))
-                joined = "".join(values)
-            except (KeyError, TypeError):  # a missing key, a value that is not a string
-                joined = ""
-            if joined.isascii() and joined.isalnum():
-                return values, list(range(len(values)))
-        ids: list[str] = []
-        rows: list[int] = []
-        for r, keys in enumerate(entities):
-            try:
-                ids.append(encode_entity(names, keys))
-            except RaptorError:
-                continue
-            rows.append(r)
-        return ids, rows
-
-    @staticmethod
-    def _aggregate(partials: list[Partial], fn: AggrFn) -> list[Any]:
-        """``result(p, fn)`` of every partial (:func:`raptor.api.windows.result`), unrolled."""
-        if fn is AggrFn.SUM:
-            return [p[0] for p in partials]
-        if fn is AggrFn.COUNT:
-            return [p[1] for p in partials]
-        if fn is AggrFn.MIN:
-            return [p[2] if p[1] else None for p in partials]
-        if fn is AggrFn.MAX:
-            return [p[3] if p[1] else None for p in partials]
-        return [p[0] / p[1] if p[1] else None for p in partials]
+    @property
+    def direct_reads(self) -> bool:
+        """True when no get middleware is installed (reads may bypass the pipeline)."""
+        return self._direct
 
     async def _get_core(self, req: GetRequest) -> FeatureValue:
         return await self._read(req.selector, req.feature, req.keys, req.entity, req.now)
@@ -729,65 +544,3 @@ class Engine:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self.executor.close()
-
-
-class SourcelessComputer:
-    """Runs a feature's program on request with an empty row (ctx only).
-
-    Literal dependencies are fetched first, concurrently, on the event loop; the program then
-    runs in a worker thread. Other ``ctx.get_feature`` calls (computed selectors, other keys)
-    are bridged back to the loop.
-    """
-
-    async def compute(
-        self, engine: Engine, feature: FeatureRuntime, keys: Mapping[str, str], now: int
-    ) -> ProgramResult | None:
-        program = feature.program
-        if program is None:
-            return None
-        namespace = feature.defn.namespace
-        prefetched = await _prefetch(engine, feature.dependencies, keys)
-        loop = asyncio.get_running_loop()
-        hard = engine.settings.program_hard_limit
-
-        def fetch(selector: str, other: Mapping[str, str] | None) -> tuple[Any, datetime | None]:
-            sel = parse_selector(selector, namespace)
-            if other is None or dict(other) == dict(keys):
-                hit = prefetched.get(sel)
-                if hit is not None:
-                    return hit
-            fut = asyncio.run_coroutine_threadsafe(
-                engine.get(sel, keys if other is None else other), loop
-            )
-            try:
-                v = fut.result(timeout=hard)
-            except RaptorError:
-                return (None, None)
-            return (v.value, v.timestamp)
-
-        ctx = Context(
-            fqn=feature.fqn,
-            namespace=namespace,
-            keys=keys,
-            timestamp=from_micros(now),
-            get_feature=fetch,
-            get_prediction=fetch,
-        )
-        return await engine.executor.run(program, {}, ctx, hard)
-
-
-async def _prefetch(
-    engine: Engine, deps: Sequence[Selector], keys: Mapping[str, str]
-) -> dict[Selector, tuple[Any, datetime | None]]:
-    if not deps:
-        return {}
-
-    async def one(sel: Selector) -> tuple[Any, datetime | None]:
-        try:
-            v = await engine.get(sel, keys)
-        except RaptorError:
-            return (None, None)
-        return (v.value, v.timestamp)
-
-    values = await asyncio.gather(*(one(d) for d in deps))
-    return dict(zip(deps, values, strict=True))
