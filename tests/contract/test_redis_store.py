@@ -309,7 +309,10 @@ def streams(draw: st.DrawFn) -> tuple[WindowSpec, list[tuple[str, Any]]]:
 
 
 def _same(a: Any, b: Any) -> bool:
-    return all(type(x) is type(y) and x == y for x, y in zip(a, b, strict=True))
+    """Equal field by field, of the same types; NaN (inf + -inf) matches NaN."""
+    return all(
+        type(x) is type(y) and (x == y or (x != x and y != y)) for x, y in zip(a, b, strict=True)
+    )
 
 
 @settings(

@@ -91,6 +91,8 @@ _DECODER = msgspec.msgpack.Decoder()
 _OPS = {WriteOp.SET: b"s", WriteOp.APPEND: b"a", WriteOp.INCR: b"i"}
 _SCRIPTS = {s.sha: s for s in (WRITE, WINDOW_ADD, READ_WINDOW)}
 _MGET_CHUNK = 1000
+_GROUPS_PER_CALL = 64
+"""Window groups (feature, entity, partition) per fenced script call outside Cluster."""
 
 
 class _Transport(Protocol):
@@ -578,7 +580,9 @@ class RedisStateStore:
         ttl_ms = max(1, round(self.checkpoint_ttl * 1000))
         out = [True] * len(writes)
         cmds: list[_Cmd] = []
-        plans: list[tuple[bool, list[int], list[int]]] = []
+        # per command: the index of a value write, or the (regular, future) write indexes of
+        # each of its window groups
+        plans: list[int | list[tuple[list[int], list[int]]]] = []
         # A feature has one window, so (fqn, entity, partition) names a group (no WindowSpec
         # hashing per write). Events are packed into level-0 buckets / future events as they
         # come (late ones are dropped, as SPEC 4.3 says).
@@ -603,7 +607,7 @@ class RedisStateStore:
                             *cmd[4:],
                         )
                     )
-                    plans.append((True, [i], []))
+                    plans.append(i)
                     continue
                 add: WindowAdd = m  # type: ignore[assignment]  # the other kind of mutation
                 key = (add.fqn, add.entity, partition)
@@ -628,41 +632,48 @@ class RedisStateStore:
         except (OverflowError, struct.error) as exc:
             fqn = writes[i].mutation.fqn
             raise ValueTypeError(f"window value of {fqn}: {exc}") from None
+        # Outside Cluster several groups share one script call (the script's fixed cost is
+        # paid once per call); in Cluster each call's keys must hash to one slot: one group.
+        per_call = 1 if isinstance(self._transport, _ClusterTransport) else _GROUPS_PER_CALL
+        keys: list[str] = []
+        argv: list[Any] = []
+        owners: list[tuple[list[int], list[int]]] = []
         for (fqn, entity, partition), group in groups.items():
             rpos, fpos = group.rpos, group.fpos
             if not rpos and not fpos:
                 continue  # every event is late: nothing to write, nothing to fence
             hkey, zkey = self.window_keys(fqn, entity, group.window)
-            cmds.append(
-                (
-                    "EVALSHA",
-                    FENCED_WINDOW_ADD.sha,
-                    3,
-                    self.fence_key(fqn, entity),
-                    hkey,
-                    zkey,
-                    f"{source}|{partition}",
-                    ttl_ms,
-                    ",".join(rpos),
-                    ",".join(fpos),
-                    now,
-                    *self._window(group.window).args,
-                    bytes(group.regular),
-                    bytes(group.future),
-                )
+            keys += (self.fence_key(fqn, entity), hkey, zkey)
+            argv += (
+                f"{source}|{partition}",
+                ttl_ms,
+                ",".join(rpos),
+                ",".join(fpos),
+                now,
+                *self._window(group.window).args,
+                bytes(group.regular),
+                bytes(group.future),
             )
-            plans.append((False, group.rown, group.fown))
+            owners.append((group.rown, group.fown))
+            if len(owners) == per_call:
+                cmds.append(("EVALSHA", FENCED_WINDOW_ADD.sha, len(keys), *keys, *argv))
+                plans.append(owners)
+                keys, argv, owners = [], [], []
+        if owners:
+            cmds.append(("EVALSHA", FENCED_WINDOW_ADD.sha, len(keys), *keys, *argv))
+            plans.append(owners)
         replies = await self._checkpoint_call(cmds) if cmds else []
-        for (is_value, rown, fown), reply in zip(plans, replies, strict=True):
-            if is_value:
+        for plan, reply in zip(plans, replies, strict=True):
+            if isinstance(plan, int):
                 if int(reply[0]) == 0:
-                    out[rown[0]] = False
+                    out[plan] = False
                 continue
-            skipped_regular, skipped_future = int(reply[0]), int(reply[1])
-            for i in rown[:skipped_regular]:
-                out[i] = False
-            for i in fown[:skipped_future]:
-                out[i] = False
+            for k, (rown, fown) in enumerate(plan):
+                skipped_regular, skipped_future = int(reply[2 * k]), int(reply[2 * k + 1])
+                for i in rown[:skipped_regular]:
+                    out[i] = False
+                for i in fown[:skipped_future]:
+                    out[i] = False
         if positions:
             flat = [x for pair in positions.items() for x in pair]
             await self._call(

@@ -180,6 +180,7 @@ local function ttl(key, want, now, floor)
 end
 
 local function chunked(cmd, key, list)
+  if #list <= CHUNK then return redis.call(cmd, key, unpack(list)) end  -- the common case
   local out = {}
   for i = 1, #list, CHUNK do
     local r = redis.call(cmd, key, unpack(list, i, math.min(i + CHUNK - 1, #list)))
@@ -478,10 +479,7 @@ return body
 """
 )
 
-WINDOW_ADD = Script(
-    _PRELUDE
-    + _WINDOW_LIB
-    + r"""
+_WINDOW_ADD_BODY = r"""
 -- KEYS[1] window hash, KEYS[2] pending zset. ARGV: now, granularity, tail (window + grace),
 -- levels, ttl floor (ms), events (level-0 bucket + number), future events (time + number).
 local hkey, zkey = KEYS[1], KEYS[2]
@@ -569,7 +567,8 @@ chunked('HSET', hkey, args)
 if extend then pexpire(hkey, want, now, floor) end
 return 1
 """
-)
+
+WINDOW_ADD = Script(_PRELUDE + _WINDOW_LIB + _WINDOW_ADD_BODY)
 
 READ_WINDOW = Script(
     _PRELUDE
@@ -665,23 +664,30 @@ return {1}
 )
 
 FENCED_WINDOW_ADD = Script(
-    _wrapped(WINDOW_ADD)
+    # The helpers are defined once per call (not once per group): the body of WINDOW_ADD is
+    # the function, the prelude and the window library stay at the top level.
+    _PRELUDE
+    + _WINDOW_LIB
+    + "local function inner_script(KEYS, ARGV)\n"
+    + _WINDOW_ADD_BODY
+    + "\nend\n"
+    + _NEWER
     + r"""
--- KEYS[1] fence hash, KEYS[2] window hash, KEYS[3] pending zset. ARGV[1] fence field,
--- ARGV[2] fence TTL (ms), ARGV[3] / ARGV[4] the positions of the regular / future events
+-- Groups of 3 KEYS each (fence hash, window hash, pending zset of one (feature, entity)) and
+-- 11 ARGV each: fence field, fence TTL (ms), the positions of the regular / future events
 -- (comma-separated, each list in order), then WINDOW_ADD's 7 arguments. Events at or before
--- the fence are dropped. Returns {skipped regular, skipped future}.
-local fence = redis.call('HGET', KEYS[1], ARGV[1])
-local args = {}
-for i = 1, 7 do args[i] = ARGV[4 + i] end
-local top = nil
-local function keep(blob, list)
-  if list == '' then return blob, 0 end
+-- the group's fence are dropped. Returns {skipped regular, skipped future} of every group,
+-- flat, in order. Groups are applied one after the other (in Cluster, one group per call).
+
+-- blob without the events at or before fence; returns the blob, the number skipped and the
+-- newest position kept (or top)
+local function keep(blob, list, fence, top)
+  if list == '' then return blob, 0, top end
   if newer(string.match(list, '^[^,]+'), fence) then  -- in order: nothing is a replay
     local comma = string.find(string.reverse(list), ',', 1, true)
     local last = comma and string.sub(list, #list - comma + 2) or list
     if not top or newer(last, top) then top = last end
-    return blob, 0
+    return blob, 0, top
   end
   local parts, skipped, k = {}, 0, 0
   for p in string.gmatch(list, '[^,]+') do
@@ -693,19 +699,30 @@ local function keep(blob, list)
       skipped = skipped + 1
     end
   end
-  if skipped == 0 then return blob, 0 end
-  return table.concat(parts), skipped
+  if skipped == 0 then return blob, 0, top end
+  return table.concat(parts), skipped, top
 end
-local sr, sf
-args[6], sr = keep(args[6], ARGV[3])
-args[7], sf = keep(args[7], ARGV[4])
-if top then
-  local r = inner_script({KEYS[2], KEYS[3]}, args)
-  if type(r) == 'table' and r.err then return r end
-  redis.call('HSET', KEYS[1], ARGV[1], top)
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+
+local out = {}
+for grp = 0, #KEYS / 3 - 1 do
+  local kb, ab = grp * 3, grp * 11
+  local fkey, field = KEYS[kb + 1], ARGV[ab + 1]
+  local fence = redis.call('HGET', fkey, field)
+  local args = {}
+  for i = 1, 7 do args[i] = ARGV[ab + 4 + i] end
+  local sr, sf, top
+  args[6], sr, top = keep(args[6], ARGV[ab + 3], fence, nil)
+  args[7], sf, top = keep(args[7], ARGV[ab + 4], fence, top)
+  if top then
+    local r = inner_script({KEYS[kb + 2], KEYS[kb + 3]}, args)
+    if type(r) == 'table' and r.err then return r end
+    redis.call('HSET', fkey, field, top)
+    redis.call('PEXPIRE', fkey, ARGV[ab + 2])
+  end
+  out[#out + 1] = sr
+  out[#out + 1] = sf
 end
-return {sr, sf}
+return out
 """
 )
 
