@@ -19,7 +19,7 @@ from raptor.errors import RaptorError
 if TYPE_CHECKING:
     from raptor.engine.engine import Engine
 
-__all__ = ["SourcelessComputer"]
+__all__ = ["SourcelessComputer", "request_context"]
 
 
 class SourcelessComputer:
@@ -36,35 +36,47 @@ class SourcelessComputer:
         program = feature.program
         if program is None:
             return None
-        namespace = feature.defn.namespace
-        prefetched = await _prefetch(engine, feature.dependencies, keys)
-        loop = asyncio.get_running_loop()
-        hard = engine.settings.program_hard_limit
+        ctx = await request_context(engine, feature, keys, now)
+        return await engine.executor.run(program, {}, ctx, engine.settings.program_hard_limit)
 
-        def fetch(selector: str, other: Mapping[str, str] | None) -> tuple[Any, datetime | None]:
-            sel = parse_selector(selector, namespace)
-            if other is None or dict(other) == dict(keys):
-                hit = prefetched.get(sel)
-                if hit is not None:
-                    return hit
-            fut = asyncio.run_coroutine_threadsafe(
-                engine.get(sel, keys if other is None else other), loop
-            )
-            try:
-                v = fut.result(timeout=hard)
-            except RaptorError:
-                return (None, None)
-            return (v.value, v.timestamp)
 
-        ctx = Context(
-            fqn=feature.fqn,
-            namespace=namespace,
-            keys=keys,
-            timestamp=from_micros(now),
-            get_feature=fetch,
-            get_prediction=fetch,
+async def request_context(
+    engine: Engine, feature: FeatureRuntime, keys: Mapping[str, str], now: int
+) -> Context:
+    """The ``ctx`` of a program run on request (sourceless and rest builders).
+
+    The feature's literal dependencies are fetched first, concurrently, on the event loop (a
+    failed one reads as no value); any other ``ctx.get_feature`` call from the worker thread
+    is bridged back to the loop and waits at most the program hard limit.
+    """
+    namespace = feature.defn.namespace
+    prefetched = await _prefetch(engine, feature.dependencies, keys)
+    loop = asyncio.get_running_loop()
+    hard = engine.settings.program_hard_limit
+
+    def fetch(selector: str, other: Mapping[str, str] | None) -> tuple[Any, datetime | None]:
+        sel = parse_selector(selector, namespace)
+        if other is None or dict(other) == dict(keys):
+            hit = prefetched.get(sel)
+            if hit is not None:
+                return hit
+        fut = asyncio.run_coroutine_threadsafe(
+            engine.get(sel, keys if other is None else other), loop
         )
-        return await engine.executor.run(program, {}, ctx, hard)
+        try:
+            v = fut.result(timeout=hard)
+        except RaptorError:
+            return (None, None)
+        return (v.value, v.timestamp)
+
+    return Context(
+        fqn=feature.fqn,
+        namespace=namespace,
+        keys=keys,
+        timestamp=from_micros(now),
+        get_feature=fetch,
+        get_prediction=fetch,
+    )
 
 
 async def _prefetch(

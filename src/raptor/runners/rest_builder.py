@@ -35,7 +35,6 @@ import json
 import random
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -43,13 +42,12 @@ import httpx
 import msgspec
 
 from raptor.api.assets import DataSourceDef
-from raptor.api.names import parse_selector
-from raptor.api.timeutil import from_micros
 from raptor.engine.catalog import FeatureRuntime
 from raptor.engine.engine import Engine
 from raptor.engine.ingest import flatten_row
-from raptor.engine.programs import Context, ProgramResult
-from raptor.errors import NotReady, ProgramRuntimeError, RaptorError
+from raptor.engine.programs import ProgramResult
+from raptor.engine.sourceless import request_context
+from raptor.errors import NotReady, ProgramRuntimeError
 from raptor.runners.config import Secrets, config_duration, resolve_config
 
 __all__ = ["RestComputer", "RestSourceError", "render_template"]
@@ -184,31 +182,7 @@ class RestComputer:
         row = await self._call(source, endpoint, feature, keys, deadline)
         if program is None:
             return None
-        namespace = feature.defn.namespace
-        prefetched: dict[Any, tuple[Any, datetime | None]] = {}
-        for sel in feature.dependencies:
-            try:
-                v = await engine.get(sel, keys)
-                prefetched[sel] = (v.value, v.timestamp)
-            except RaptorError:
-                prefetched[sel] = (None, None)
-
-        def fetch(selector: str, other: Mapping[str, str] | None) -> tuple[Any, datetime | None]:
-            sel = parse_selector(selector, namespace)
-            if other is None or dict(other) == dict(keys):
-                hit = prefetched.get(sel)
-                if hit is not None:
-                    return hit
-            fut = asyncio.run_coroutine_threadsafe(
-                engine.get(sel, keys if other is None else other), loop
-            )
-            try:
-                got = fut.result(timeout=engine.settings.program_hard_limit)
-            except RaptorError:
-                return (None, None)
-            return (got.value, got.timestamp)
-
-        ctx = Context(feature.fqn, namespace, keys, from_micros(now), fetch, fetch)
+        ctx = await request_context(engine, feature, keys, now)
         return await engine.executor.run(program, row, ctx, engine.settings.program_hard_limit)
 
     async def _call(
