@@ -10,11 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from raptor.api.names import parse_selector
 from raptor.api.proto.core.v1alpha1 import api_pb2, types_pb2
 from raptor.api.timeutil import EPOCH
+from raptor.engine.batch import BatchColumn
+from raptor.errors import InvalidArgument, NotFound, RaptorError
+from raptor.server.errors import grpc_status_for
 from raptor.server.grpc_messages import timestamp_to_proto, value_to_proto
 from raptor.server.grpc_wire import (
-    ColumnCells,
     datetime_micros,
     encode_batch_reply,
     encode_get_reply,
@@ -38,7 +41,7 @@ KEYS = st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=150), m
 
 
 def reference_reply(
-    uuid: str, selectors: list[str], entities: list[dict[str, str]], columns: list[ColumnCells]
+    uuid: str, selectors: list[str], entities: list[dict[str, str]], columns: list[BatchColumn]
 ) -> api_pb2.BatchGetResponse:
     """The reply built with the generated classes, one message per level."""
     out = api_pb2.BatchGetResponse(uuid=uuid, selectors=selectors)
@@ -46,10 +49,10 @@ def reference_reply(
         row = out.rows.add(keys=keys)
         for col in columns:
             if r in col.errors:
-                code, message = col.errors[r]
+                exc = col.errors[r]
                 row.cells.add(
-                    value=types_pb2.FeatureValue(fqn=col.name, keys=keys, fresh=False),
-                    error=api_pb2.CellError(code=code, message=message),
+                    value=types_pb2.FeatureValue(fqn=col.selector.text, keys=keys, fresh=False),
+                    error=api_pb2.CellError(code=grpc_status_for(exc), message=str(exc)),
                 )
                 continue
             micros = col.timestamps[r]
@@ -58,7 +61,7 @@ def reference_reply(
                 stamp = timestamp_to_proto(EPOCH + timedelta(microseconds=micros))
             row.cells.add(
                 value=types_pb2.FeatureValue(
-                    fqn=col.name,
+                    fqn=col.selector.text,
                     keys=keys,
                     value=value_to_proto(col.values[r]),
                     timestamp=stamp,
@@ -69,7 +72,7 @@ def reference_reply(
 
 
 @st.composite
-def batches(draw: st.DrawFn) -> tuple[str, list[str], list[dict[str, str]], list[ColumnCells]]:
+def batches(draw: st.DrawFn) -> tuple[str, list[str], list[dict[str, str]], list[BatchColumn]]:
     entities = draw(st.lists(KEYS, max_size=6))
     n = len(entities)
     columns = []
@@ -78,16 +81,21 @@ def batches(draw: st.DrawFn) -> tuple[str, list[str], list[dict[str, str]], list
         stamps = draw(st.lists(MICROS, min_size=n, max_size=n))
         fresh = draw(st.lists(st.booleans(), min_size=n, max_size=n))
         failed = draw(st.sets(st.integers(min_value=0, max_value=max(n - 1, 0)), max_size=n))
-        errors = {r: ("INVALID_ARGUMENT", f"row {r}: missing key é") for r in failed if r < n}
-        columns.append(ColumnCells(f"default.f{c}+sum", values, stamps, fresh, errors))
+        errors: dict[int, RaptorError] = {
+            r: (InvalidArgument if r % 2 else NotFound)(f"row {r}: missing key é")
+            for r in failed
+            if r < n
+        }
+        sel = parse_selector(f"f{c}+sum")
+        columns.append(BatchColumn(sel, sel.fqn, values, stamps, fresh, errors))
     uuid = draw(st.one_of(st.just(""), st.uuids().map(str)))
-    return uuid, [col.name for col in columns], entities, columns
+    return uuid, [col.selector.text for col in columns], entities, columns
 
 
 @settings(max_examples=300, deadline=None)
 @given(batches())
 def test_encoded_reply_parses_into_the_message_built_reply(
-    batch: tuple[str, list[str], list[dict[str, str]], list[ColumnCells]],
+    batch: tuple[str, list[str], list[dict[str, str]], list[BatchColumn]],
 ) -> None:
     uuid, selectors, entities, columns = batch
     encoded = encode_batch_reply(uuid, selectors, entities, columns)
@@ -97,7 +105,8 @@ def test_encoded_reply_parses_into_the_message_built_reply(
 
 def test_a_large_cell_uses_multi_byte_lengths() -> None:
     text = "x" * 70_000
-    col = ColumnCells("default.name", [text], [1_700_000_000_123_456], [True], {})
+    sel = parse_selector("name")
+    col = BatchColumn(sel, sel.fqn, [text], [1_700_000_000_123_456], [True], {})
     parsed = api_pb2.BatchGetResponse.FromString(
         encode_batch_reply("u", ["default.name"], [{"id": "1"}], [col])
     )

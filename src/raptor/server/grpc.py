@@ -46,6 +46,7 @@ from raptor.api.names import parse_selector
 from raptor.api.proto.core.v1alpha1 import api_pb2
 from raptor.engine.catalog import AssetStatus, Catalog, ModelRuntime
 from raptor.engine.engine import Engine
+from raptor.engine.pipeline import WriteResult
 from raptor.errors import InvalidArgument, StateUnavailable
 from raptor.server.errors import grpc_status_for
 from raptor.server.grpc_messages import (
@@ -56,7 +57,6 @@ from raptor.server.grpc_messages import (
     value_from_proto,
 )
 from raptor.server.grpc_wire import (
-    ColumnCells,
     datetime_micros,
     encode_batch_reply,
     encode_get_reply,
@@ -171,62 +171,43 @@ class EngineServicer:
         entities = [dict(e.keys) for e in request.entities]
         columns = await self._engine.get_columns(sels, entities)
         return encode_batch_reply(
-            _new_uuid(request.uuid),
-            [s.text for s in sels],
-            entities,
-            [
-                ColumnCells(
-                    col.selector.text,
-                    col.values,
-                    col.timestamps,
-                    col.fresh,
-                    {r: (grpc_status_for(exc), str(exc)) for r, exc in col.errors.items()},
-                )
-                for col in columns
-            ],
+            _new_uuid(request.uuid), [s.text for s in sels], entities, columns
         )
 
     # -- writes ----------------------------------------------------------------------------
+    # Each RPC is one engine write; Set/Update carry a Value and a selector, Append/Incr a
+    # Scalar and an fqn (upstream's field names). Every reply is (uuid, timestamp).
 
     async def Set(self, request: api_pb2.SetRequest, context: Any) -> api_pb2.SetResponse:
-        return await self._call("Set", context, self._set(request))
-
-    async def _set(self, request: api_pb2.SetRequest) -> api_pb2.SetResponse:
-        value, ts = _value_and_time(request)
-        res = await self._engine.set(request.selector, dict(request.keys), value, ts)
-        return api_pb2.SetResponse(
-            uuid=_new_uuid(request.uuid), timestamp=timestamp_to_proto(res.timestamp)
-        )
+        return await self._call("Set", context, self._write(request, self._engine.set))
 
     async def Append(self, request: api_pb2.AppendRequest, context: Any) -> api_pb2.AppendResponse:
-        return await self._call("Append", context, self._append(request))
-
-    async def _append(self, request: api_pb2.AppendRequest) -> api_pb2.AppendResponse:
-        value, ts = _scalar_and_time(request)
-        res = await self._engine.append(request.fqn, dict(request.keys), value, ts)
-        return api_pb2.AppendResponse(
-            uuid=_new_uuid(request.uuid), timestamp=timestamp_to_proto(res.timestamp)
-        )
+        return await self._call("Append", context, self._write(request, self._engine.append))
 
     async def Incr(self, request: api_pb2.IncrRequest, context: Any) -> api_pb2.IncrResponse:
-        return await self._call("Incr", context, self._incr(request))
-
-    async def _incr(self, request: api_pb2.IncrRequest) -> api_pb2.IncrResponse:
-        value, ts = _scalar_and_time(request)
-        res = await self._engine.incr(request.fqn, dict(request.keys), value, ts)
-        return api_pb2.IncrResponse(
-            uuid=_new_uuid(request.uuid), timestamp=timestamp_to_proto(res.timestamp)
-        )
+        return await self._call("Incr", context, self._write(request, self._engine.incr))
 
     async def Update(self, request: api_pb2.UpdateRequest, context: Any) -> api_pb2.UpdateResponse:
-        return await self._call("Update", context, self._update(request))
+        return await self._call("Update", context, self._write(request, self._engine.update))
 
-    async def _update(self, request: api_pb2.UpdateRequest) -> api_pb2.UpdateResponse:
-        value, ts = _value_and_time(request)
-        res = await self._engine.update(request.selector, dict(request.keys), value, ts)
-        return api_pb2.UpdateResponse(
-            uuid=_new_uuid(request.uuid), timestamp=timestamp_to_proto(res.timestamp)
-        )
+    async def _write(self, request: Any, write: Callable[..., Awaitable[WriteResult]]) -> Any:
+        if isinstance(request, api_pb2.SetRequest | api_pb2.UpdateRequest):
+            value, ts = _value_and_time(request)
+            selector = request.selector
+        else:
+            value, ts = _scalar_and_time(request)
+            selector = request.fqn
+        res = await write(selector, dict(request.keys), value, ts)
+        reply = _WRITE_REPLIES[type(request)]
+        return reply(uuid=_new_uuid(request.uuid), timestamp=timestamp_to_proto(res.timestamp))
+
+
+_WRITE_REPLIES: dict[type, Any] = {
+    api_pb2.SetRequest: api_pb2.SetResponse,
+    api_pb2.AppendRequest: api_pb2.AppendResponse,
+    api_pb2.IncrRequest: api_pb2.IncrResponse,
+    api_pb2.UpdateRequest: api_pb2.UpdateResponse,
+}
 
 
 async def _abort(rpc: str, context: Any, exc: Exception) -> None:

@@ -5,7 +5,8 @@ Why: building the reply of a 100 x 5 batch as nested generated messages costs ~8
 (``rows.add()``, ``cells.add()``, a map per cell): ~4 ms per call, 30x the read itself. The
 reply's shape is fixed and small, so this module writes its bytes directly: per row the keys
 are encoded once, per column the ``fqn``, per distinct timestamp the ``Timestamp``; a cell is
-then a few concatenations (~1 µs). Pure: no ``grpc`` import.
+then a few concatenations (~1 µs). No ``grpc`` import: a failed cell's status name comes from
+the one error table (:func:`raptor.server.errors.grpc_status_for`).
 
 The encoding is exactly what the generated classes parse back (the tests parse it with
 ``api_pb2.BatchGetResponse.FromString`` and compare it with a reply built message by
@@ -33,10 +34,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from raptor.api.timeutil import EPOCH, SECOND
+from raptor.engine.batch import BatchColumn
+from raptor.server.errors import grpc_status_for
 
 __all__ = [
-    "CellError",
-    "ColumnCells",
     "datetime_micros",
     "encode_batch_reply",
     "encode_get_reply",
@@ -46,30 +47,6 @@ __all__ = [
 
 _pack_double = struct.Struct("<d").pack
 _SMALL = [bytes((i,)) for i in range(128)]
-
-CellError = tuple[str, str]
-"""A failed cell as (status code name, message)."""
-
-
-class ColumnCells:
-    """One selector's cells for every entity of a batch: what :func:`encode_batch_reply`
-    takes (the engine's ``BatchColumn`` with errors already named)."""
-
-    __slots__ = ("errors", "fresh", "name", "timestamps", "values")
-
-    def __init__(
-        self,
-        name: str,
-        values: Sequence[Any],
-        timestamps: Sequence[int | None],
-        fresh: Sequence[bool],
-        errors: Mapping[int, CellError],
-    ) -> None:
-        self.name = name
-        self.values = values
-        self.timestamps = timestamps
-        self.fresh = fresh
-        self.errors = errors
 
 
 def _varint(n: int) -> bytes:
@@ -145,48 +122,50 @@ def encode_get_reply(
 ) -> bytes:
     """The serialized ``GetResponse`` (uuid 1, value 2, feature_descriptor 3): one
     ``FeatureValue`` and the feature's descriptor, already serialized (``descriptor``)."""
-    body = _string(b"\x0a", name) + encode_keys(b"\x12", keys)
+    stamp = b"" if micros is None else _field(b"\x22", encode_timestamp(micros))
+    body = _feature_value(_string(b"\x0a", name), encode_keys(b"\x12", keys), value, stamp, fresh)
+    return _string(b"\x0a", uuid) + _field(b"\x12", body) + _field(b"\x1a", descriptor)
+
+
+def _feature_value(fqn: bytes, keys: bytes, value: Any, stamp: bytes, fresh: bool) -> bytes:
+    """A ``FeatureValue`` body from its encoded ``fqn`` and ``keys`` fields and its encoded
+    ``timestamp`` field (empty: none)."""
+    body = fqn + keys
     if value is not None:
         body += _field(b"\x1a", encode_value(value))
-    if micros is not None:
-        body += _field(b"\x22", encode_timestamp(micros))
-    if fresh:
-        body += b"\x28\x01"
-    return _string(b"\x0a", uuid) + _field(b"\x12", body) + _field(b"\x1a", descriptor)
+    body += stamp
+    return body + b"\x28\x01" if fresh else body
 
 
 def encode_batch_reply(
     uuid: str,
     selectors: Sequence[str],
     entities: Sequence[Mapping[str, str]],
-    columns: Sequence[ColumnCells],
+    columns: Sequence[BatchColumn],
 ) -> bytes:
-    """The serialized ``BatchGetResponse``: one row per entity, one cell per column, in order."""
+    """The serialized ``BatchGetResponse`` of the engine's columns: one row per entity, one
+    cell per column, in order; a failed cell carries its status code (the one error table)."""
     row_keys = [encode_keys(b"\x12", keys) for keys in entities]  # as FeatureValue.keys (2)
     rows: list[list[bytes]] = [[] for _ in entities]
     for col in columns:
-        fqn = _string(b"\x0a", col.name)
-        stamps: dict[int, bytes] = {}
+        fqn = _string(b"\x0a", col.selector.text)
+        stamps: dict[int, bytes] = {}  # each distinct timestamp encoded once per column
         errors = col.errors
         for r, (cells, keys, value, micros, fresh) in enumerate(
             zip(rows, row_keys, col.values, col.timestamps, col.fresh, strict=True)
         ):
             if errors and r in errors:
-                code, message = errors[r]
-                error = _string(b"\x0a", code) + _string(b"\x12", message)
+                exc = errors[r]
+                error = _string(b"\x0a", grpc_status_for(exc)) + _string(b"\x12", str(exc))
                 cells.append(_field(b"\x0a", fqn + keys) + _field(b"\x12", error))
                 continue
-            body = fqn + keys
-            if value is not None:
-                body += _field(b"\x1a", encode_value(value))
-            if micros is not None:
-                stamp = stamps.get(micros)
-                if stamp is None:
-                    stamp = stamps[micros] = _field(b"\x22", encode_timestamp(micros))
-                body += stamp
-            if fresh:
-                body += b"\x28\x01"
-            cells.append(_field(b"\x0a", body))
+            if micros is None:
+                stamp = b""
+            elif (cached := stamps.get(micros)) is not None:
+                stamp = cached
+            else:
+                stamp = stamps[micros] = _field(b"\x22", encode_timestamp(micros))
+            cells.append(_field(b"\x0a", _feature_value(fqn, keys, value, stamp, fresh)))
     out = [_string(b"\x0a", uuid)] if uuid else []
     out.extend(_string(b"\x12", s) for s in selectors)
     for entity, cells in zip(entities, rows, strict=True):
