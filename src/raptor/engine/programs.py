@@ -28,7 +28,8 @@ namespace, de-duplicated, in order of appearance). A call with a non-literal sel
 ``get_feature``/``get_prediction`` reached any other way, sets
 :attr:`Program.dynamic_dependencies` (cycle checks cannot see through it).
 
-Running, return forms and the executor live in :mod:`raptor.engine.context` (re-exported here):
+Running and return forms live in :mod:`raptor.engine.context`, the executor in
+:mod:`raptor.engine.executor` (both re-exported here):
 a program returns ``value``, ``(value, keys)`` or ``(value, keys, timestamp)``; upstream's
 ``(value, timestamp, keys)`` order is accepted only when it is unambiguous by type (2nd item a
 ``datetime``, 3rd a ``str`` or dict).
@@ -40,20 +41,20 @@ import __future__
 import ast
 import builtins
 import datetime as _datetime_module
-import importlib.metadata
-import importlib.util
 import json
 import math
 import re
 import textwrap
 import typing
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import timedelta, timezone
 from typing import Any
 
 from raptor.api.names import Selector, parse_selector
 from raptor.api.primitives import Primitive
-from raptor.engine.context import Context, Program, ProgramExecutor, ProgramResult
+from raptor.engine.context import Context, Program, ProgramResult
+from raptor.engine.dependencies import check_packages, find_cycle
+from raptor.engine.executor import ProgramExecutor
 from raptor.errors import ProgramError, SelectorError
 
 __all__ = [
@@ -458,83 +459,3 @@ def _dependencies(
         if isinstance(node, ast.Attribute) and node.attr in _GETTERS and id(node) not in direct:
             dynamic = True  # e.g. ``get = ctx.get_feature``
     return tuple(found), dynamic
-
-
-# --------------------------------------------------------------------------------------------
-# Packages and dependency cycles
-
-_REQUIREMENT = re.compile(
-    r"^\s*(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?\s*"
-    r"(?:(?:[<>=!~]=?|===)\s*[^,;\s]+(?:\s*,\s*(?:[<>=!~]=?|===)\s*[^,;\s]+)*)?\s*(?:;.*)?$"
-)
-
-
-def check_packages(packages: Sequence[str]) -> list[str]:
-    """The requirements of ``packages`` (pip names, optional extras and version specifiers,
-    e.g. ``numpy>=1.2``) whose distribution is not installed here, as given, in order.
-
-    Presence only: versions are not compared (a cluster's runtime image pins them). A name
-    that is not a distribution but an importable module (``json``) counts as present; a
-    malformed requirement is reported as missing. Nothing is imported.
-    """
-    missing: list[str] = []
-    for requirement in packages:
-        m = _REQUIREMENT.match(requirement) if isinstance(requirement, str) else None
-        if m is None or not _installed(m.group("name")):
-            missing.append(requirement)
-    return missing
-
-
-def _installed(name: str) -> bool:
-    try:
-        importlib.metadata.distribution(name)
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    module = name.replace("-", "_")
-    if "." in module:  # find_spec would import the parent package
-        return False
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def find_cycle(graph: Mapping[str, Iterable[str]]) -> list[str] | None:
-    """One cycle of ``graph`` (node -> successors) as nodes in order, or None. Pure.
-
-    Iterative depth-first search over nodes and successors in sorted order, so the answer
-    does not depend on mapping order; the cycle is rotated to start at its smallest node.
-    Successors that are not keys of ``graph`` are leaves. A self-loop is ``[node]``.
-
-    >>> find_cycle({"a": ["b"], "b": ["c"], "c": ["a"], "d": []})
-    ['a', 'b', 'c']
-    >>> find_cycle({"a": ["b"], "b": []}) is None
-    True
-    """
-    succ = {node: sorted(set(edges)) for node, edges in graph.items()}
-    done: set[str] = set()
-    for root in sorted(succ):
-        if root in done:
-            continue
-        path: list[str] = [root]
-        on_path = {root: 0}
-        stack = [iter(succ[root])]
-        while stack:
-            nxt = next(stack[-1], None)
-            if nxt is None:
-                stack.pop()
-                node = path.pop()
-                done.add(node)
-                del on_path[node]
-                continue
-            if nxt in on_path:
-                cycle = path[on_path[nxt] :]
-                start = cycle.index(min(cycle))
-                return cycle[start:] + cycle[:start]
-            if nxt in done or nxt not in succ:
-                continue
-            on_path[nxt] = len(path)
-            path.append(nxt)
-            stack.append(iter(succ[nxt]))
-    return None

@@ -19,7 +19,7 @@ causes or a :class:`~raptor.runners.source.DeadLetter` with a :class:`Reason`:
 4. **keys** from the row by each feature's key names (``missing-key``), then every program
    bound to the DataSource runs with ``ctx.timestamp`` = event time, in the engine's program
    executor: one worker hop per feature and batch
-   (:meth:`~raptor.engine.context.ProgramExecutor.run_rows`), each row under the engine's
+   (:meth:`~raptor.engine.executor.ProgramExecutor.run_rows`), each row under the engine's
    hard limit — a runaway row is stopped and dead-lettered, the others run. A program that
    never names its ``ctx`` parameter gets one shared context instead of one per row. A
    program that raises is ``program-error``; one whose value does not match

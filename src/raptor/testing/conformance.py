@@ -1,47 +1,33 @@
-"""Raptor's public test kit: a fake clock, the naive window oracle, and the conformance suite that
-every :class:`~raptor.state.StateStore` backend passes.
+"""The conformance suite that every :class:`~raptor.state.StateStore` backend passes:
+:class:`StateStoreConformance`. What it writes and how it compares answers (fixed values, the
+Hypothesis scenarios) is :mod:`raptor.testing.scenarios`.
 
-For tests only: the suite needs pytest, pytest-asyncio and hypothesis (the ``dev`` extra).
-``import raptor`` never imports this module.
+:class:`StateStoreConformance` is a pytest mix-in. A backend's test module subclasses it and
+provides an async fixture ``store`` yielding a fresh, empty store (closing it is the fixture's
+job, and must tolerate a store the test already closed)::
 
-* :class:`FakeClock` has exactly ``now()`` (aware UTC datetime) and ``now_micros()``, the clock
-  the engine takes, and moves only when told.
-* :func:`oracle_window` recomputes a window straight from SPEC 4.3, event by event, with none of
-  the bucket machinery of :mod:`raptor.api.windows`; stores and the SDK replay are checked
-  against it.
-* :class:`StateStoreConformance` is a pytest mix-in. A backend's test module subclasses it and
-  provides an async fixture ``store`` yielding a fresh, empty store (closing it is the
-  fixture's job, and must tolerate a store the test already closed)::
+    class TestMemoryStore(StateStoreConformance):
+        @pytest.fixture
+        async def store(self) -> AsyncIterator[StateStore]:
+            yield MemoryStateStore()
 
-      class TestMemoryStore(StateStoreConformance):
-          @pytest.fixture
-          async def store(self) -> AsyncIterator[StateStore]:
-              yield MemoryStateStore()
+Tests are coroutines (``asyncio_mode = auto``, or mark the subclass ``pytest.mark.asyncio``).
+Times are realistic (2024, from :data:`raptor.testing.clock.T0`) and never go backwards within a
+test (every ``now``/``at`` is at least the ``now`` of the writes before it); a backend may rely on
+that. Every test and every Hypothesis example uses its own feature names, so a shared server
+needs no flush between them. Window results are checked against
+:func:`~raptor.testing.oracle.oracle_window`.
 
-  Tests are coroutines (``asyncio_mode = auto``, or mark the subclass ``pytest.mark.asyncio``).
-  Times are realistic (2024) and never go backwards within a test (every ``now``/``at`` is at
-  least the ``now`` of the writes before it); a backend may rely on that. Every test and every
-  Hypothesis example uses its own feature names, so a shared server needs no flush between them.
-
->>> clock = FakeClock()
->>> clock.now().isoformat()
-'2024-06-01T00:00:00+00:00'
->>> clock.advance(1.5, micros=1)
->>> clock.now_micros() - FakeClock().now_micros()
-1500001
+Needs pytest, pytest-asyncio and hypothesis (the ``dev`` extra); without them importing it (and
+so :mod:`raptor.testing`) raises an ImportError that says what to install.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from raptor.api.timeutil import HOUR, MINUTE, SECOND, from_micros, to_micros
-from raptor.api.windows import AggrFn, Partial, WindowSpec, result
+from raptor.api.timeutil import HOUR, MINUTE, SECOND
+from raptor.api.windows import AggrFn, WindowSpec, result
 from raptor.state import (
     Stamped,
     StateStore,
@@ -51,6 +37,22 @@ from raptor.state import (
     WindowRead,
     WriteOp,
     WritePolicy,
+)
+from raptor.testing.clock import T0
+from raptor.testing.oracle import oracle_window
+from raptor.testing.scenarios import (
+    DAY,
+    KEEP2,
+    ROUND_TRIP_VALUES,
+    W1H,
+    W30D,
+    Scenario,
+    assert_window,
+    fqn,
+    ints,
+    results,
+    same_instant,
+    scenarios,
 )
 
 try:
@@ -62,179 +64,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "raptor.testing needs pytest, pytest-asyncio and hypothesis: pip install 'raptor[dev]'"
     ) from exc
 
-__all__ = ["FakeClock", "StateStoreConformance", "oracle_window"]
-
-DAY = 24 * HOUR
-T0 = to_micros(datetime(2024, 6, 1, tzinfo=UTC))
-"""Where the fake clock and the conformance suite start (a realistic, fixed instant)."""
-
-
-class FakeClock:
-    """A clock that moves only when told. Starts at 2024-06-01T00:00:00Z unless given ``start``
-    (a datetime, naive read as UTC, or epoch microseconds)."""
-
-    __slots__ = ("_micros",)
-
-    def __init__(self, start: datetime | int = T0) -> None:
-        self._micros = start if isinstance(start, int) else int(to_micros(start))
-
-    def now(self) -> datetime:
-        """The current instant, an aware UTC datetime."""
-        return from_micros(self._micros)
-
-    def now_micros(self) -> int:
-        """The current instant in epoch microseconds."""
-        return self._micros
-
-    def advance(self, seconds: float = 0, *, micros: int = 0) -> None:
-        """Move forward by ``seconds`` plus ``micros``; refuses to move backwards (use set)."""
-        step = round(seconds * SECOND) + micros
-        if step < 0:
-            raise ValueError(f"FakeClock.advance cannot go back ({step} µs); use set()")
-        self._micros += step
-
-    def set(self, dt: datetime | int) -> None:
-        """Jump to ``dt`` (a datetime, naive read as UTC, or epoch microseconds), either way."""
-        self._micros = dt if isinstance(dt, int) else int(to_micros(dt))
-
-    def __repr__(self) -> str:
-        return f"FakeClock({self.now().isoformat()})"
-
-
-def oracle_window(
-    events: Iterable[tuple[int, Any] | tuple[int, Any, int]], window: WindowSpec, at: int
-) -> Partial:
-    """The window value at ``at``, recomputed naively from SPEC 4.3. Pure.
-
-    ``events`` are ``(t, value)`` or ``(t, value, added_at)``: an event carrying the ``now`` it
-    was added at is dropped when it was late then (its bucket already out of the window at
-    ``added_at``). The result counts every remaining event with ``t <= at`` and
-    ``b(at) - n + 1 <= b(t) <= b(at)``, where ``b(t) = floor(t / g)`` and ``n = ceil(W / g)``.
-    """
-    g = window.granularity
-    n = -(-window.over // g)
-    hi = at // g
-    xs: list[Any] = []
-    for t, x, *added in events:
-        if added and t // g < added[0] // g - n + 1:
-            continue
-        if t <= at and hi - n + 1 <= t // g <= hi:
-            xs.append(x)
-    if not xs:
-        return (0, 0, None, None)
-    return (sum(xs), len(xs), min(xs), max(xs))
-
-
-_ids = itertools.count()
-
-
-def _fqn() -> str:
-    """A feature name no other test or example uses."""
-    return f"conformance.f{next(_ids)}"
-
-
-def _results(p: Partial) -> dict[str, Any]:
-    return {fn.value: result(p, fn) for fn in AggrFn}
-
-
-def _same_instant(a: Any, b: Any) -> bool:
-    if isinstance(b, datetime):
-        return isinstance(a, datetime) and a.tzinfo is not None and a == b
-    if isinstance(b, list):
-        return type(a) is list and len(a) == len(b) and all(map(_same_instant, a, b))
-    return type(a) is type(b) and a == b
-
-
-def _assert_window(got: Partial, want: Partial, scale: float = 0.0) -> None:
-    """Same count, exact int sums and min/max (ints stay ints), float sums to 1e-9."""
-    s, c, mn, mx = got
-    ws, wc, wmn, wmx = want
-    assert (c, mn, mx) == (wc, wmn, wmx), f"got {got}, want {want}"
-    assert (type(c), type(mn), type(mx)) == (int, type(wmn), type(wmx)), (got, want)
-    if isinstance(ws, float):
-        assert isinstance(s, float)
-        assert math.isclose(s, ws, rel_tol=1e-9, abs_tol=scale * 1e-9)
-        avg, want_avg = result(got, AggrFn.AVG), result(want, AggrFn.AVG)
-        assert math.isclose(avg, want_avg, rel_tol=1e-9, abs_tol=scale * 1e-9 / wc)
-    else:
-        assert (s, type(s)) == (ws, type(ws)), f"sum {s!r}, want {ws!r}"
-        assert result(got, AggrFn.AVG) == result(want, AggrFn.AVG)
-
-
-W1H = WindowSpec(granularity=MINUTE, over=HOUR)
-W30D = WindowSpec(granularity=MINUTE, over=30 * DAY)
-KEEP2 = WritePolicy(versions=2, version_ttl=10 * SECOND)
-
-ROUND_TRIP_VALUES: list[Any] = [
-    0,
-    -1,
-    2**63 - 1,
-    -(2**63),
-    1.5,
-    -0.1,
-    0.1 + 0.2,
-    1e300,
-    "",
-    "plain",
-    "ünïcødé ✓ 🦖",
-    True,
-    False,
-    datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
-    datetime(1999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5))),
-    [],
-    [1, -2, 2**63 - 1],
-    [0.5, 0.1 + 0.2],
-    ["a", "", "ü"],
-    [True, False],
-    [datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, 1, tzinfo=UTC)],
-]
-
-
-@dataclass(frozen=True)
-class _Step:
-    advance: int
-    events: tuple[tuple[int, Any], ...] | None  # None: a read at now + advance
-    batch_read: bool = False
-
-
-@dataclass(frozen=True)
-class _Scenario:
-    window: WindowSpec
-    start: int
-    steps: tuple[_Step, ...]
-
-
-@st.composite
-def _scenarios(draw: st.DrawFn) -> _Scenario:
-    g = draw(st.sampled_from([1, 7, 1000, SECOND, MINUTE]))
-    n = draw(st.one_of(st.integers(1, 20), st.integers(1, 2000)))
-    grace = draw(st.sampled_from([0, g, 5 * g, 300 * SECOND]))
-    # Lengths that are (or are not) a multiple of g: they disagree on the oldest bucket's end.
-    lengths = st.one_of(
-        st.sampled_from([(n - 1) * g + 1, n * g]), st.integers((n - 1) * g + 1, n * g)
-    )
-    window = WindowSpec(granularity=g, over=draw(lengths), grace=grace)
-    values = draw(
-        st.sampled_from([st.integers(-(10**6), 10**6), st.floats(-1e6, 1e6, allow_nan=False)])
-    )
-    small = st.integers(0, 2 * g)
-    advance = st.one_of(st.sampled_from([0, 1]), small, st.integers(0, (n + 3) * g + grace))
-    near_oldest = st.integers(-n * g - 1, -(n - 1) * g + 1)  # around the window's far edge
-    event = st.tuples(st.one_of(st.integers(-(n + 1) * g, 2 * g), near_oldest), values)
-    steps = draw(
-        st.lists(
-            st.one_of(
-                st.builds(_Step, advance, st.lists(event, min_size=1, max_size=8).map(tuple)),
-                st.builds(_Step, advance, st.none(), st.booleans()),
-            ),
-            min_size=1,
-            max_size=25,
-        )
-    )
-    return _Scenario(window, T0 + draw(st.integers(0, n * g)), tuple(steps))
-
-
-_ints = st.integers(-(2**40), 2**40)
+__all__ = ["StateStoreConformance"]
 
 
 class StateStoreConformance:
@@ -247,11 +77,11 @@ class StateStoreConformance:
         await store.ping()  # answers without raising
 
     async def test_absent_value_reads_none_for_every_version(self, store: StateStore) -> None:
-        assert await store.read(_fqn(), "u1", 0, T0) == [None]
-        assert await store.read(_fqn(), "u1", 3, T0) == [None] * 4
+        assert await store.read(fqn(), "u1", 0, T0) == [None]
+        assert await store.read(fqn(), "u1", 3, T0) == [None] * 4
 
     async def test_set_replaces_the_value(self, store: StateStore) -> None:
-        f = _fqn()
+        f = fqn()
         assert await store.write(f, "u", WriteOp.SET, 1, T0, WritePolicy(), T0) == Stamped(1, T0)
         got = await store.write(f, "u", WriteOp.SET, 2, T0 + 5, WritePolicy(), T0 + 5)
         assert got == Stamped(2, T0 + 5)
@@ -260,7 +90,7 @@ class StateStoreConformance:
     async def test_append_starts_a_missing_list_and_adds_at_the_end(
         self, store: StateStore
     ) -> None:
-        f = _fqn()
+        f = fqn()
         p = WritePolicy()
         assert await store.write(f, "u", WriteOp.APPEND, "a", T0, p, T0) == Stamped(["a"], T0)
         assert await store.write(f, "u", WriteOp.APPEND, "b", T0 + 1, p, T0 + 1) == Stamped(
@@ -271,7 +101,7 @@ class StateStoreConformance:
         assert await store.read(f, "u", 0, T0 + 3) == [Stamped(["x", "y"], T0 + 3)]
 
     async def test_incr_starts_a_missing_number_at_zero(self, store: StateStore) -> None:
-        f, g = _fqn(), _fqn()
+        f, g = fqn(), fqn()
         p = WritePolicy()
         got = await store.write(f, "u", WriteOp.INCR, 5, T0, p, T0)
         assert got == Stamped(5, T0)
@@ -285,7 +115,7 @@ class StateStoreConformance:
         assert type(got.value) is float
 
     async def test_incr_keeps_ints_exact_and_a_float_makes_a_float(self, store: StateStore) -> None:
-        f, g = _fqn(), _fqn()
+        f, g = fqn(), fqn()
         p = WritePolicy()
         await store.write(f, "u", WriteOp.SET, 2**53, T0, p, T0)
         got = await store.write(f, "u", WriteOp.INCR, 1, T0, p, T0)
@@ -305,7 +135,7 @@ class StateStoreConformance:
     async def test_older_write_is_ignored_without_shifting_versions(
         self, store: StateStore, op: WriteOp
     ) -> None:
-        f = _fqn()
+        f = fqn()
         one, two, late = ([1], [2], 9) if op is WriteOp.APPEND else (1, 2, 9)
         await store.write(f, "u", WriteOp.SET, one, T0 + 10, KEEP2, T0)
         await store.write(f, "u", WriteOp.SET, two, T0 + 20, KEEP2, T0)
@@ -314,14 +144,14 @@ class StateStoreConformance:
         assert await store.read(f, "u", 2, T0 + 1) == want
 
     async def test_equal_timestamp_write_applies(self, store: StateStore) -> None:
-        f = _fqn()
+        f = fqn()
         await store.write(f, "u", WriteOp.SET, 1, T0, KEEP2, T0)
         assert await store.write(f, "u", WriteOp.SET, 2, T0, KEEP2, T0) == Stamped(2, T0)
         assert await store.write(f, "u", WriteOp.INCR, 3, T0, KEEP2, T0) == Stamped(5, T0)
         assert await store.read(f, "u", 2, T0) == [Stamped(5, T0), Stamped(2, T0), Stamped(1, T0)]
 
     async def test_versions_shift_keeping_their_own_timestamps(self, store: StateStore) -> None:
-        f = _fqn()
+        f = fqn()
         for i in range(4):
             await store.write(f, "u", WriteOp.SET, f"v{i}", T0 + i, KEEP2, T0 + i)
         want = [Stamped("v3", T0 + 3), Stamped("v2", T0 + 2), Stamped("v1", T0 + 1), None]
@@ -331,21 +161,21 @@ class StateStoreConformance:
     async def test_current_value_is_usable_until_staleness_after_its_timestamp(
         self, store: StateStore
     ) -> None:
-        f = _fqn()
+        f = fqn()
         p = WritePolicy(staleness=MINUTE)
         await store.write(f, "u", WriteOp.SET, 1, T0 - 10 * SECOND, p, T0)
         assert await store.read(f, "u", 0, T0 + 50 * SECOND) == [Stamped(1, T0 - 10 * SECOND)]
         assert await store.read(f, "u", 0, T0 + 50 * SECOND + 1) == [None]
 
     async def test_zero_staleness_never_expires(self, store: StateStore) -> None:
-        f = _fqn()
+        f = fqn()
         await store.write(f, "u", WriteOp.SET, 1, T0, WritePolicy(), T0)
         assert await store.read(f, "u", 0, T0 + 3650 * DAY) == [Stamped(1, T0)]
 
     async def test_version_expires_i_times_version_ttl_after_the_shifting_write(
         self, store: StateStore
     ) -> None:
-        f, ttl = _fqn(), KEEP2.version_ttl
+        f, ttl = fqn(), KEEP2.version_ttl
         for i, now in enumerate((T0, T0 + SECOND, T0 + 2 * SECOND)):
             await store.write(f, "u", WriteOp.SET, i, now, KEEP2, now)
         last = T0 + 2 * SECOND
@@ -356,7 +186,7 @@ class StateStoreConformance:
         assert await store.read(f, "u", 2, last + 2 * ttl + 1) == [cur, None, None]
 
     async def test_zero_version_ttl_keeps_versions(self, store: StateStore) -> None:
-        f, p = _fqn(), WritePolicy(versions=1)
+        f, p = fqn(), WritePolicy(versions=1)
         await store.write(f, "u", WriteOp.SET, "a", T0, p, T0)
         await store.write(f, "u", WriteOp.SET, "b", T0 + 1, p, T0 + 1)
         got = await store.read(f, "u", 1, T0 + 3650 * DAY)
@@ -365,7 +195,7 @@ class StateStoreConformance:
     async def test_expired_value_is_absent_for_every_purpose(self, store: StateStore) -> None:
         """Once expired at ``now`` a value neither blocks an older write, nor seeds INCR/APPEND,
         nor comes back as a previous version."""
-        f, g = _fqn(), _fqn()
+        f, g = fqn(), fqn()
         p = WritePolicy(staleness=MINUTE, versions=1, version_ttl=HOUR)
         longer = WritePolicy(staleness=HOUR, versions=1, version_ttl=HOUR)
         later = T0 + 2 * MINUTE
@@ -379,7 +209,7 @@ class StateStoreConformance:
         assert await store.read(g, "u", 1, later) == [Stamped(["b"], later), None]
 
     async def test_features_and_entities_are_independent(self, store: StateStore) -> None:
-        f, g = _fqn(), _fqn()
+        f, g = fqn(), fqn()
         entities = ["u", "", "u:1", "{u}", "u|1", "ü"]
         for i, e in enumerate(entities):
             await store.write(f, e, WriteOp.SET, i, T0, WritePolicy(), T0)
@@ -396,16 +226,16 @@ class StateStoreConformance:
     async def test_values_of_every_primitive_round_trip(
         self, store: StateStore, value: Any
     ) -> None:
-        f = _fqn()
+        f = fqn()
         written = await store.write(f, "u", WriteOp.SET, value, T0, WritePolicy(), T0)
         (got,) = await store.read(f, "u", 0, T0)
         for stamped in (written, got):
             assert stamped is not None
             assert stamped.timestamp == T0
-            assert _same_instant(stamped.value, value), f"{stamped.value!r} != {value!r}"
+            assert same_instant(stamped.value, value), f"{stamped.value!r} != {value!r}"
 
     async def test_stored_lists_are_not_aliased_by_callers(self, store: StateStore) -> None:
-        f, value = _fqn(), [1, 2]
+        f, value = fqn(), [1, 2]
         written = await store.write(f, "u", WriteOp.SET, value, T0, WritePolicy(), T0)
         value.append(3)
         assert written is not None
@@ -418,41 +248,41 @@ class StateStoreConformance:
     # -- windows ------------------------------------------------------------------------------
 
     async def test_window_gives_every_function(self, store: StateStore) -> None:
-        f = _fqn()
+        f = fqn()
         added = await store.window_add(f, "u", W1H, [(T0 - 5, 3), (T0 - 4, 1), (T0, 2)], T0)
         assert added == 3
         got = await store.window_read(f, "u", W1H, T0)
-        assert _results(got) == {"sum": 6, "count": 3, "min": 1, "max": 3, "avg": 2.0}
+        assert results(got) == {"sum": 6, "count": 3, "min": 1, "max": 3, "avg": 2.0}
         assert type(result(got, AggrFn.SUM)) is int
         assert type(result(got, AggrFn.AVG)) is float
 
     async def test_empty_window_is_zero_count_zero_sum_and_no_value(
         self, store: StateStore
     ) -> None:
-        f = _fqn()
+        f = fqn()
         want = {"sum": 0, "count": 0, "min": None, "max": None, "avg": None}
-        assert _results(await store.window_read(f, "u", W1H, T0)) == want
+        assert results(await store.window_read(f, "u", W1H, T0)) == want
         await store.window_add(f, "other", W1H, [(T0, 1)], T0)
-        assert _results(await store.window_read(f, "u", W1H, T0)) == want
+        assert results(await store.window_read(f, "u", W1H, T0)) == want
 
     async def test_float_window_keeps_exact_float_min_and_max(self, store: StateStore) -> None:
-        f, xs = _fqn(), [0.1 + 0.2, -1 / 3, 2.5, 1e-9]
+        f, xs = fqn(), [0.1 + 0.2, -1 / 3, 2.5, 1e-9]
         await store.window_add(f, "u", W1H, [(T0 - i, x) for i, x in enumerate(xs)], T0)
-        _assert_window(
+        assert_window(
             await store.window_read(f, "u", W1H, T0),
             oracle_window([(T0, x) for x in xs], W1H, T0),
             scale=sum(map(abs, xs)),
         )
 
     async def test_int_window_sums_stay_exact_beyond_2_pow_53(self, store: StateStore) -> None:
-        f = _fqn()
+        f = fqn()
         await store.window_add(f, "u", W30D, [(T0 - DAY, 2**53 + 1), (T0, 2**61 + 1)], T0)
         got = await store.window_read(f, "u", W30D, T0)
         assert got == (2**53 + 2**61 + 2, 2, 2**53 + 1, 2**61 + 1)
         assert type(got[0]) is int
 
     async def test_out_of_order_events_give_the_same_window(self, store: StateStore) -> None:
-        f, g = _fqn(), _fqn()
+        f, g = fqn(), fqn()
         events = [(T0 - k * 7 * MINUTE, k) for k in range(8)]
         await store.window_add(f, "u", W1H, events, T0)
         for event in reversed(events):
@@ -462,7 +292,7 @@ class StateStoreConformance:
         assert await store.window_read(g, "u", W1H, T0) == want
 
     async def test_late_events_are_dropped_and_not_counted(self, store: StateStore) -> None:
-        f = _fqn()
+        f = fqn()
         oldest = (T0 // MINUTE - 59) * MINUTE  # first instant of the window's oldest bucket
         events = [(oldest, 1), (oldest - 1, 100), (T0 - DAY, 1000)]
         assert await store.window_add(f, "u", W1H, events, T0) == 1
@@ -472,7 +302,7 @@ class StateStoreConformance:
     async def test_future_event_counts_once_query_time_reaches_it(
         self, store: StateStore, ahead: int
     ) -> None:
-        f, t = _fqn(), T0 + ahead
+        f, t = fqn(), T0 + ahead
         assert await store.window_add(f, "u", W1H, [(T0, 1), (t, 10)], T0) == 2
         assert await store.window_read(f, "u", W1H, T0) == (1, 1, 1, 1)
         assert await store.window_read(f, "u", W1H, t - 1) == (1, 1, 1, 1)
@@ -483,7 +313,7 @@ class StateStoreConformance:
         self, store: StateStore
     ) -> None:
         """n = ceil(W / g): a 59min + 1µs window still spans 60 one-minute buckets."""
-        f, w = _fqn(), WindowSpec(granularity=MINUTE, over=59 * MINUTE + 1)
+        f, w = fqn(), WindowSpec(granularity=MINUTE, over=59 * MINUTE + 1)
         now = T0 + 30 * SECOND
         oldest = T0 - 59 * MINUTE  # first instant of the oldest of the 60 buckets
         assert await store.window_add(f, "u", w, [(oldest, 1), (oldest - 1, 5)], now) == 1
@@ -494,7 +324,7 @@ class StateStoreConformance:
     async def test_window_forgets_events_as_it_slides_and_buckets_expire(
         self, store: StateStore
     ) -> None:
-        f = _fqn()
+        f = fqn()
         await store.window_add(f, "u", W1H, [(T0, 1)], T0)
         bucket_end = (T0 // MINUTE + 1) * MINUTE
         assert await store.window_read(f, "u", W1H, bucket_end + 59 * MINUTE - 1) == (1, 1, 1, 1)
@@ -505,7 +335,7 @@ class StateStoreConformance:
         assert await store.window_read(f, "u", W1H, later) == (5, 1, 5, 5)
 
     async def test_window_add_accumulates_batches(self, store: StateStore) -> None:
-        f, everything = _fqn(), []
+        f, everything = fqn(), []
         for k in range(5):
             batch = [(T0 - (k * 10 + i) * SECOND, k * 10 + i) for i in range(10)]
             everything += batch
@@ -514,7 +344,7 @@ class StateStoreConformance:
 
     async def test_long_window_equals_the_naive_sum(self, store: StateStore) -> None:
         """30 days at 1 minute (5 levels, pre-merged buckets), read at many alignments."""
-        f = _fqn()
+        f = fqn()
         start = T0 - 30 * DAY
         events = [(start + k * 13 * MINUTE + k % 60 * SECOND, k % 97 - 40) for k in range(3400)]
         added = 0
@@ -529,7 +359,7 @@ class StateStoreConformance:
     async def test_read_batch_mixes_value_and_window_reads_in_order(
         self, store: StateStore
     ) -> None:
-        f, g = _fqn(), _fqn()
+        f, g = fqn(), fqn()
         await store.write(f, "u", WriteOp.SET, "x", T0, WritePolicy(), T0)
         await store.window_add(g, "u", W1H, [(T0, 4)], T0)
         reads: list[ValueRead | WindowRead] = [
@@ -542,7 +372,7 @@ class StateStoreConformance:
         assert got == [(4, 1, 4, 4), [Stamped("x", T0), None], [None], (0, 0, None, None)]
 
     async def test_apply_mixes_writes_and_window_adds_in_order(self, store: StateStore) -> None:
-        f, g = _fqn(), _fqn()
+        f, g = fqn(), fqn()
         p = WritePolicy()
         got = await store.apply(
             [
@@ -573,12 +403,12 @@ class StateStoreConformance:
             HealthCheck.differing_executors,
         ],
     )
-    @given(scenario=_scenarios())
+    @given(scenario=scenarios())
     async def test_windows_match_the_naive_oracle(
-        self, store: StateStore, scenario: _Scenario
+        self, store: StateStore, scenario: Scenario
     ) -> None:
         """Random streams (late, out-of-order, future-dated events), random query times."""
-        f, window = _fqn(), scenario.window
+        f, window = fqn(), scenario.window
         g, n = window.granularity, -(-window.over // window.granularity)
         now = scenario.start
         seen: list[tuple[int, Any, int]] = []
@@ -591,7 +421,7 @@ class StateStoreConformance:
                 else:
                     got = await store.window_read(f, "u", window, now)
                 scale = oracle_window([(t, abs(x), a) for t, x, a in seen], window, now)[0]
-                _assert_window(got, oracle_window(seen, window, now), scale)
+                assert_window(got, oracle_window(seen, window, now), scale)
                 continue
             batch = [(now + offset, x) for offset, x in step.events]
             not_late = [t for t, _ in batch if t // g >= now // g - n + 1]  # SPEC 4.3
@@ -608,7 +438,7 @@ class StateStoreConformance:
     )
     @given(
         writes=st.lists(
-            st.tuples(st.sampled_from([WriteOp.SET, WriteOp.INCR]), _ints, st.integers(-5, 5)),
+            st.tuples(st.sampled_from([WriteOp.SET, WriteOp.INCR]), ints, st.integers(-5, 5)),
             min_size=1,
             max_size=30,
         )
@@ -617,7 +447,7 @@ class StateStoreConformance:
         self, store: StateStore, writes: list[tuple[WriteOp, int, int]]
     ) -> None:
         """Random SET/INCR with random (often older) event times against a naive model."""
-        f, policy = _fqn(), WritePolicy(versions=2)
+        f, policy = fqn(), WritePolicy(versions=2)
         model: list[Stamped] = []  # current first
         for now, (op, x, offset) in enumerate(writes, start=T0):
             ts = T0 + offset
