@@ -1,6 +1,7 @@
 """REST accessor benchmark (issue 3): ``wrk`` against one server process serving ``create_app``.
 
-Starts one server process (uvicorn by default; ``--server granian`` to compare) whose engine has
+Starts one server process, serving HTTP as ``raptor up`` does (granian embedded in the loop by
+default, ``--server uvicorn`` for ``raptor up --http-server uvicorn``), whose engine has
 memory state loaded, through the push API's ingestion path, with ``--entities`` entities of five
 pushed features (``price``, ``merchant``, ``qty``, ``flagged`` and the windowed ``spend+sum``).
 Then, with ``wrk`` on loopback and 16 connections:
@@ -17,10 +18,11 @@ the measured run). Targets (issue 3): get >= 6,000 req/s (aim 12,000), p99 <= 10
 The machine is shared: compare CPU per request and figures of one session. ``--repeat N``
 alternates the scenarios N times against the same server and prints the median of each.
 
-    .venv/bin/python bench/bench_rest.py                       # uvicorn, auto loop/http
+    .venv/bin/python bench/bench_rest.py                       # granian in the loop, as raptor up
     .venv/bin/python bench/bench_rest.py --repeat 5            # medians of 5 alternated runs
     .venv/bin/python bench/bench_rest.py --loop asyncio --http h11
-    .venv/bin/python bench/bench_rest.py --server granian
+    .venv/bin/python bench/bench_rest.py --server uvicorn      # raptor up --http-server uvicorn
+    .venv/bin/python bench/bench_rest.py --server granian-process   # granian's own process
     .venv/bin/python bench/bench_rest.py --profile get         # py-spy top of the server
     .venv/bin/python bench/bench_rest.py --gc-freeze startup --gc-threshold 50000   # experiment
 
@@ -37,10 +39,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -48,6 +52,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +175,8 @@ async def load(entities: int) -> Any:
 
 
 def granian_app() -> Any:
-    """Factory for ``granian --factory``: loads the data, returns the app."""
+    """Factory for ``granian --factory`` (``--server granian-process``): loads the data,
+    returns the app."""
     from raptor.server.rest import create_app
 
     engine = asyncio.run(load(int(os.environ.get("BENCH_ENTITIES", "10000"))))
@@ -201,47 +207,62 @@ class GcStats:
         return "server GC: " + ("; ".join(parts) or "no collections")
 
 
-async def serve_uvicorn(
-    port: int, entities: int, loop: str, http: str, gc_freeze: str, gc_threshold: int
-) -> None:
+async def serve(args: argparse.Namespace) -> None:
+    """The server process: the engine loaded, then the app served by ``--server``."""
     import gc
-
-    import uvicorn
 
     from raptor.server.rest import create_app
 
-    if gc_freeze == "startup":  # as a server can: everything but the state is frozen
+    if args.gc_freeze == "startup":  # as a server can: everything but the state is frozen
         import raptor.api.loading
         import raptor.engine.ingest
         import raptor.state.memory  # noqa: F401  (imported before freezing, as a server does)
 
         gc.collect()
         gc.freeze()
-    app = create_app(await load(entities))
-    if gc_threshold:
-        gc.set_threshold(gc_threshold, *gc.get_threshold()[1:])
-    if gc_freeze == "loaded":
+    app = create_app(await load(args.entities))
+    if args.gc_threshold:
+        gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
+    if args.gc_freeze == "loaded":
         gc.collect()
         gc.freeze()
     stats = GcStats()
     gc.callbacks.append(stats)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        loop=loop,
-        http=http,
-    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if args.http == "auto":  # raptor up's own adapter, as `raptor up --http-server` runs it
+        from raptor.server.http_server import create_http_server
 
-    class Server(uvicorn.Server):
-        async def shutdown(self, sockets: Any = None) -> None:
-            await super().shutdown(sockets)
-            print(stats.report(), flush=True)  # uvicorn re-raises SIGTERM once serve() ends
+        server = create_http_server(app, "127.0.0.1", args.port, args.server)
+        await server.start()
+        await stop.wait()
+        await server.stop()
+    else:  # uvicorn with a chosen HTTP parser (the session-1 comparison)
+        import uvicorn
 
-    await Server(config).serve()
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=args.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            http=args.http,
+        )
+
+        class Quiet(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        uv = Quiet(config)
+        task = asyncio.create_task(uv.serve())
+        await stop.wait()
+        uv.should_exit = True
+        await task
+    print(stats.report(), flush=True)
 
 
 # -- driver side --------------------------------------------------------------------------
@@ -361,7 +382,7 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 120) -
 
 def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "BENCH_ENTITIES": str(args.entities), "PYTHONPATH": str(ROOT / "src")}
-    if args.server == "granian":
+    if args.server == "granian-process":
         granian = shutil.which("granian", path=str(Path(sys.executable).parent))
         assert granian, "granian is not installed in this environment"
         cmd = [
@@ -395,6 +416,8 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]
             str(port),
             "--entities",
             str(args.entities),
+            "--server",
+            args.server,
             "--loop",
             args.loop,
             "--http",
@@ -454,9 +477,20 @@ def main() -> int:
     p.add_argument("--duration", type=int, default=10)
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--threads", type=int, default=1, help="wrk threads")
-    p.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn")
+    p.add_argument(
+        "--server",
+        choices=["granian", "uvicorn", "granian-process"],
+        default="granian",
+        help="granian / uvicorn: raptor up's --http-server, in the server's loop (default "
+        "granian, as raptor up); granian-process: granian's own CLI process",
+    )
     p.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto")
-    p.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto")
+    p.add_argument(
+        "--http",
+        choices=["auto", "h11", "httptools"],
+        default="auto",
+        help="uvicorn's parser; not auto: uvicorn configured directly (session-1 comparison)",
+    )
     p.add_argument("--only", choices=["get", "batchGet"], default=None)
     p.add_argument("--profile", choices=["get", "batchGet"], default=None)
     p.add_argument("--repeat", type=int, default=1, help="alternated runs per scenario")
@@ -481,16 +515,7 @@ def main() -> int:
                 if args.loop == "uvloop":
                     raise
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(
-                serve_uvicorn(
-                    args.port,
-                    args.entities,
-                    args.loop,
-                    args.http,
-                    args.gc_freeze,
-                    args.gc_threshold,
-                )
-            )
+            runner.run(serve(args))
         return 0
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
@@ -504,10 +529,8 @@ def main() -> int:
             "get": GET_LUA % {"n": args.entities},
             "batchGet": BATCH_LUA % {"n": args.entities},
         }
-        label = (
-            f"{args.server} loop={args.loop} http={args.http}"
-            if args.server == "uvicorn"
-            else f"granian loop={args.loop}"
+        label = f"{args.server} loop={args.loop}" + (
+            f" http={args.http}" if args.server == "uvicorn" else ""
         )
         print(
             f"server: {label}; {args.entities} entities; wrk -t{args.threads} "

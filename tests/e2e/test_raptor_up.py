@@ -86,14 +86,17 @@ class Up:
         return self.proc.returncode
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "memory-uvicorn"])
 def up(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Up]:
-    """``raptor up`` on the example, on each state backend (a private redis-server for Redis)."""
+    """``raptor up`` on the example, on each state backend (a private redis-server for Redis),
+    with the default REST server (granian) and with ``--http-server uvicorn``."""
     folder = tmp_path / "assets"
     shutil.copytree(EXAMPLE, folder)
     extra: tuple[str, ...] = ()
     if request.param == "redis":
         extra = ("--state", request.getfixturevalue("redis_url"))
+    if request.param == "memory-uvicorn":
+        extra = ("--http-server", "uvicorn")
     server = Up(folder, *extra)
     try:
         yield server
@@ -383,4 +386,5 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path, flag: str) -> None:
         )
     assert res.returncode == 3
     assert "Traceback" not in res.stderr
+    assert "backtrace" not in res.stderr.lower()  # granian's own report of a taken port
     assert f"127.0.0.1:{port}" in res.stderr

@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
         help="gRPC listen address HOST:PORT (env RAPTOR_GRPC; default 127.0.0.1:60000)",
     )
     u.add_argument(
+        "--http-server",
+        choices=("granian", "uvicorn"),
+        default=os.environ.get("RAPTOR_HTTP_SERVER") or None,
+        help="the REST server: granian (default when installed; a Rust HTTP layer, shorter "
+        "latency tail) or uvicorn (env RAPTOR_HTTP_SERVER)",
+    )
+    u.add_argument(
         "--state",
         default=os.environ.get("RAPTOR_STATE", ""),
         help="state store URL: memory:// (default) or redis://... (env RAPTOR_STATE)",

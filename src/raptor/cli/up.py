@@ -1,19 +1,19 @@
 """``raptor up``: everything in one process (SPEC 2).
 
 The local control plane loads and watches the manifests, the engine serves them from the chosen
-state store, and the REST (uvicorn) and gRPC servers run on one asyncio loop. SIGINT/SIGTERM
-stop accepting work, let in-flight requests finish, then close the state store.
+state store, and the REST (granian, or uvicorn: :mod:`raptor.server.http_server`) and gRPC
+servers run on one asyncio loop. SIGINT/SIGTERM stop accepting work, let in-flight requests
+finish, then close the state store.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["run_up"]
@@ -49,14 +49,31 @@ def run_up(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        import uvicorn  # noqa: F401
-
         from raptor.server.grpc import create_grpc_server  # noqa: F401
+        from raptor.server.http_server import available_http_server
         from raptor.server.rest import create_app  # noqa: F401
     except ImportError as exc:
         print(
             f"error: raptor up needs the server extra ({exc.name} is missing): "
             "pip install 'raptor[server]'",
+            file=sys.stderr,
+        )
+        return 3
+    if args.http_server is None:
+        args.http_server = available_http_server()
+    if args.http_server is None:
+        print(
+            "error: raptor up needs an HTTP server (granian or uvicorn): "
+            "pip install 'raptor[server]'",
+            file=sys.stderr,
+        )
+        return 3
+    try:
+        __import__(args.http_server)
+    except ImportError:
+        print(
+            f"error: --http-server {args.http_server}: it is not installed "
+            f"(pip install {args.http_server})",
             file=sys.stderr,
         )
         return 3
@@ -80,11 +97,10 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 async def _serve(
     paths: list[str], http: tuple[str, int], grpc_addr: tuple[str, int], args: argparse.Namespace
 ) -> int:
-    import uvicorn
-
     from raptor.control.local import LocalControlPlane
     from raptor.engine.engine import Engine
     from raptor.server.grpc import create_grpc_server
+    from raptor.server.http_server import HttpServerError, create_http_server
     from raptor.server.rest import create_app
     from raptor.state.urls import open_state
 
@@ -118,16 +134,7 @@ async def _serve(
     supervisor = RunnerSupervisor(engine, runner_settings)
     # --- end ingestion ---
     app = create_app(engine, statuses=control.statuses, extra_metrics=[supervisor.metrics_text])
-    config = uvicorn.Config(
-        app,
-        host=http[0],
-        port=http[1],
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        http=_http_protocol(),
-    )
-    server = _quiet_server_class()(config)
+    http_server = create_http_server(app, http[0], http[1], args.http_server)
     try:
         grpc_server = create_grpc_server(
             engine, f"{grpc_addr[0]}:{grpc_addr[1]}", statuses=control.statuses
@@ -144,35 +151,22 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
 
     await grpc_server.start()
-
-    async def serve_http() -> None:
-        try:
-            await server.serve()
-        except SystemExit:  # uvicorn exits the process when it cannot bind; we report instead
-            raise RuntimeError("REST server failed to start") from None
-
-    http_task = asyncio.create_task(serve_http(), name="raptor-http")
-    watch_task = (
-        None if args.no_watch else asyncio.create_task(control.watch(stop), name="raptor-watch")
-    )
-    while not server.started and not http_task.done():  # noqa: ASYNC110 (uvicorn has no event)
-        await asyncio.sleep(0.02)
-    if http_task.done():
-        if not http_task.cancelled():
-            http_task.exception()  # retrieved: reported below, not as "never retrieved"
+    try:
+        await http_server.start()
+    except HttpServerError as exc:
         await grpc_server.stop(0)
-        print(
-            f"error: cannot serve REST on {http[0]}:{http[1]} (see the message above: "
-            "address in use or not allowed?)",
-            file=sys.stderr,
-        )
+        print(f"error: {exc}", file=sys.stderr)
         await engine.aclose()
         await state.close()
         return 3
+    watch_task = (
+        None if args.no_watch else asyncio.create_task(control.watch(stop), name="raptor-watch")
+    )
     ready = sum(1 for s in control.statuses().values() if s.ready)
     print(
-        f"Raptor is up: REST http://{http[0]}:{http[1]}  gRPC {grpc_addr[0]}:{grpc_addr[1]}  "
-        f"({ready} asset(s) ready; watching {', '.join(paths)})",
+        f"Raptor is up: REST http://{http[0]}:{http[1]} ({http_server.kind})  "
+        f"gRPC {grpc_addr[0]}:{grpc_addr[1]}  ({ready} asset(s) ready; watching "
+        f"{', '.join(paths)})",
         flush=True,
     )
     control.on_reconcile.append(lambda r: _print_report(r, control))
@@ -186,9 +180,7 @@ async def _serve(
     # --- end ingestion ---
     await stop.wait()
     print("Raptor is shutting down...", flush=True)
-    server.should_exit = True
-    await grpc_server.stop(grace=5)
-    await http_task
+    await asyncio.gather(http_server.stop(), grpc_server.stop(grace=5))
     if watch_task is not None:
         watch_task.cancel()
         await asyncio.gather(watch_task, return_exceptions=True)
@@ -216,28 +208,6 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-
-
-def _http_protocol() -> str:
-    """httptools (C parser) when installed, else uvicorn's pure-Python h11."""
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        return "h11"
-    return "httptools"
-
-
-def _quiet_server_class() -> type:
-    import uvicorn
-
-    class QuietServer(uvicorn.Server):
-        """uvicorn without its own signal handling: ``raptor up`` owns SIGINT/SIGTERM."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-    return QuietServer
 
 
 def _print_report(report: object, control: object) -> None:
