@@ -36,7 +36,7 @@ from raptor.sdk.types import DefinitionError
 
 if TYPE_CHECKING:
     from raptor.sdk.data_sources import DataSource
-    from raptor.sdk.decorators import _Options
+    from raptor.sdk.options import Options
     from raptor.sdk.registry import Registry
 
 __all__ = [
@@ -139,7 +139,7 @@ def check_free_names(src: FunctionSource, func: Any, program: Program, what: str
 
 
 def timing(
-    opts: _Options, primitive: Any, where: str, what: str
+    opts: Options, primitive: Any, where: str, what: str
 ) -> tuple[int, int, int, tuple[AggrFn, ...], WindowSpec | None]:
     """``(freshness, staleness, timeout, aggr, window)`` from the options."""
     if opts.aggregation is not None:

@@ -1,8 +1,9 @@
 """The SDK decorators (SPEC 6), with upstream Raptor's parameters and defaults.
 
 ``@feature`` and ``@model`` go on top; the option decorators (``@aggregation``, ``@freshness``,
-``@keep_previous``, ``@runtime``, ``@namespace``, ``@labels``) go below them, record an option
-on the function and return it unchanged. ``@feature``/``@model`` then check the whole
+``@keep_previous``, ``@runtime``, ``@namespace``, ``@labels``; in :mod:`raptor.sdk.options`,
+re-exported here) go below them, record an option on the function and return it unchanged.
+``@data_source`` reads ``@namespace`` and ``@labels``. ``@feature``/``@model`` then check the whole
 definition **at decoration time** — a bad definition raises :class:`DefinitionError` naming the
 file and line — compile the program exactly as production will, and record it in the current
 registry (:func:`raptor.sdk.registry.current_registry`).
@@ -21,14 +22,11 @@ import ast
 import inspect
 import re
 import typing
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from raptor.api.assets import DataSourceDef, FeatureDef, KeepPrevious, ModelDef
+from raptor.api.assets import DataSourceDef, FeatureDef, ModelDef
 from raptor.api.names import Selector, fqn_of, normalize_name, parse_selector
-from raptor.api.windows import AggrFn
 from raptor.engine.catalog import check_dependency
 from raptor.engine.programs import compile_program, find_cycle
 from raptor.errors import ManifestError, SelectorError
@@ -45,16 +43,22 @@ from raptor.sdk.checks import (
 from raptor.sdk.data_sources import DataSource, json_schema, typed_dict_fields
 from raptor.sdk.features import Feature
 from raptor.sdk.models import Model
+from raptor.sdk.options import (
+    aggregation,
+    freshness,
+    keep_previous,
+    labels,
+    name_of,
+    namespace,
+    options_of,
+    runtime,
+)
 from raptor.sdk.registry import Registry, current_registry
 from raptor.sdk.source import FunctionSource, function_source, location
 from raptor.sdk.types import (
-    AggregationFunction,
-    DefinitionError,
     PushConfig,
     RestConfig,
     StreamingConfig,
-    aggr_fn,
-    duration,
     primitive_of,
 )
 
@@ -70,137 +74,8 @@ __all__ = [
     "runtime",
 ]
 
-F = TypeVar("F")
-Duration = str | timedelta | float
 DESCRIPTION = "a8r.io/description"
 _K8S_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-
-
-@dataclass
-class _Options:
-    """What the option decorators recorded on a function or class."""
-
-    aggregation: tuple[tuple[AggrFn, ...], int, int] | None = None
-    freshness: tuple[int, int | None, int] | None = None
-    keep_previous: KeepPrevious | None = None
-    runtime: tuple[tuple[str, ...], str | None] | None = None
-    namespace: str | None = None
-    labels: dict[str, str] | None = None
-
-
-_ATTR = "__raptor_options__"
-
-
-def _options(target: Any) -> _Options:
-    opts = getattr(target, _ATTR, None)
-    if isinstance(opts, _Options):
-        return opts
-    return _Options()
-
-
-def _option(option: str, value: Any, target: F) -> F:
-    if isinstance(target, Feature | Model):
-        raise fail(
-            location(target),
-            target.name,
-            f"@{option} is above @{'feature' if isinstance(target, Feature) else 'model'}; "
-            f"put @feature/@model on top and @{option} below it",
-        )
-    opts = _options(target)
-    if getattr(opts, option) is not None:
-        raise fail(location(target), _name_of(target), f"@{option} is given twice")
-    setattr(opts, option, value)
-    try:
-        setattr(target, _ATTR, opts)
-    except (AttributeError, TypeError):
-        raise fail(
-            location(target), _name_of(target), f"@{option} needs a function or a class"
-        ) from None
-    return target
-
-
-def _name_of(target: Any) -> str:
-    return str(getattr(target, "__name__", target))
-
-
-# --- option decorators ------------------------------------------------------------------------
-
-
-def aggregation(
-    function: AggregationFunction | str | Sequence[AggregationFunction | str],
-    over: Duration,
-    granularity: Duration,
-) -> Callable[[F], F]:
-    """Make the feature a windowed aggregation of its values (SPEC 4.3): ``function`` (one or a
-    list; names in any case), the window length ``over`` and the bucket size ``granularity``."""
-    items = [function] if isinstance(function, str | AggregationFunction | AggrFn) else function
-    try:
-        fns = tuple(dict.fromkeys(aggr_fn(f) for f in items))
-        window = (duration(over, "over"), duration(granularity, "granularity"))
-    except ValueError as exc:
-        raise DefinitionError(f"@aggregation: {exc}") from None
-    if not fns:
-        raise DefinitionError("@aggregation: give at least one function")
-    if window[1] <= 0:
-        raise DefinitionError("@aggregation: granularity must be positive")
-    if window[0] < window[1]:
-        raise DefinitionError(
-            f"@aggregation: over ({over}) is shorter than granularity ({granularity})"
-        )
-    return lambda target: _option("aggregation", (fns, *window), target)
-
-
-def freshness(
-    max_age: Duration, max_stale: Duration | None = None, timeout: Duration | None = None
-) -> Callable[[F], F]:
-    """Values younger than ``max_age`` are fresh; older than ``max_stale`` (default
-    ``max_age``) never served; ``timeout`` bounds an on-request computation (0 = none)."""
-    try:
-        age = duration(max_age, "max_age")
-        stale = None if max_stale is None else duration(max_stale, "max_stale")
-        limit = 0 if timeout is None else duration(timeout, "timeout")
-    except ValueError as exc:
-        raise DefinitionError(f"@freshness: {exc}") from None
-    if stale is not None and stale < age:
-        raise DefinitionError(f"@freshness: max_stale ({max_stale}) is shorter than max_age")
-    return lambda target: _option("freshness", (age, stale, limit), target)
-
-
-def keep_previous(versions: int, over: Duration) -> Callable[[F], F]:
-    """Keep ``versions`` previous values (``name@-1`` ...), each usable ``i × over`` after the
-    write that shifted it."""
-    if not isinstance(versions, int) or isinstance(versions, bool) or versions < 1:
-        raise DefinitionError(f"@keep_previous: versions must be 1 or more, got {versions!r}")
-    try:
-        span = duration(over, "over")
-    except ValueError as exc:
-        raise DefinitionError(f"@keep_previous: {exc}") from None
-    if span <= 0:
-        raise DefinitionError("@keep_previous: over must be a positive duration")
-    return lambda target: _option("keep_previous", KeepPrevious(versions, span), target)
-
-
-def runtime(packages: Sequence[str] | None = None, env_name: str | None = None) -> Callable[[F], F]:
-    """Run the program in the named runtime ``env_name`` whose image provides ``packages``;
-    the program may then import them."""
-    pkgs = tuple(packages or ())
-    return lambda target: _option("runtime", (pkgs, env_name), target)
-
-
-def namespace(name: str) -> Callable[[F], F]:
-    """Put the asset in Kubernetes namespace ``name`` (default ``default``)."""
-    if not isinstance(name, str) or not re.match(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$", name, re.I):
-        raise DefinitionError(f"@namespace: {name!r} is not a valid namespace")
-    return lambda target: _option("namespace", name, target)
-
-
-def labels(labels: Mapping[str, str]) -> Callable[[F], F]:
-    """Kubernetes labels for the asset's manifest (``metadata.labels``)."""
-    if not isinstance(labels, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-    ):
-        raise DefinitionError("@labels: expected a mapping of strings to strings")
-    return lambda target: _option("labels", dict(labels), target)
 
 
 # --- data sources -----------------------------------------------------------------------------
@@ -241,10 +116,10 @@ def data_source(
 
     def decorate(cls: type) -> type:
         where = location(cls)
-        label = _name_of(cls)
+        label = name_of(cls)
         if not isinstance(cls, type) or not typing.is_typeddict(cls):
             raise fail(where, label, "@data_source decorates a TypedDict class of the row's fields")
-        opts = _options(cls)
+        opts = options_of(cls)
         if opts.aggregation or opts.freshness or opts.keep_previous or opts.runtime:
             raise fail(where, label, "a data source takes only @namespace and @labels")
         registry = current_registry()
@@ -354,14 +229,14 @@ def feature(
     """
 
     def decorate(func: Callable[..., Any]) -> Feature:
-        what = f"feature {_name_of(func)}"
+        what = f"feature {name_of(func)}"
         if isinstance(func, Feature | Model):
             raise fail(location(func), what, "@feature is applied twice")
         if not callable(func) or isinstance(func, type):
             raise fail(location(func), what, "@feature decorates a function def f(row, ctx)")
         src = _source(func, what)
         where = src.where
-        opts = _options(func)
+        opts = options_of(func)
         registry = current_registry()
         ns = opts.namespace or "default"
         k8s = _check_name(name or src.name, where, what)
@@ -515,13 +390,13 @@ def model(
     """
 
     def decorate(func: Callable[..., Any]) -> Model:
-        what = f"model {_name_of(func)}"
+        what = f"model {name_of(func)}"
         if isinstance(func, Feature | Model):
             raise fail(location(func), what, "@model is applied to a feature or model")
         src = _source(func, what)
         where = src.where
         check_trainer(src, where, what)
-        opts = _options(func)
+        opts = options_of(func)
         if opts.aggregation or opts.keep_previous:
             raise fail(where, what, "a model takes no @aggregation or @keep_previous")
         if opts.freshness is None:
