@@ -1,8 +1,10 @@
 """The Redis :class:`~raptor.state.StateStore`: production state, shared by stateless replicas.
 
-The only module of Raptor that imports ``redis`` (redis-py's asyncio client, with hiredis).
-It behaves exactly like :class:`~raptor.state.memory.MemoryStateStore` (same conformance suite);
-``docs/state-redis.md`` documents the key layout with examples.
+With :mod:`raptor.state.redis_transport` (how commands reach Redis, the only module that builds
+redis-py clients), the one adapter of Raptor's state that imports ``redis``; here only its
+exceptions, translated at this boundary. It behaves exactly like
+:class:`~raptor.state.memory.MemoryStateStore` (same conformance suite); ``docs/state-redis.md``
+documents the key layout with examples.
 
 Design:
 
@@ -11,9 +13,10 @@ Design:
   ``…:wf:<g>:<over>`` (future-dated events). Every script touches only keys of one
   ``(feature, entity)``, so one hash slot: Cluster-safe, and a Cluster spreads each feature.
 * **Atomicity**: each write and each window add is one Lua script (EVALSHA; on NOSCRIPT, after
-  a restart or a SCRIPT FLUSH, the scripts are loaded and the calls re-sent). The formats shared
-  with Lua are in
-  :mod:`raptor.state.redis_scripts`. Ints stay exact (split into 32-bit halves in Lua).
+  a restart or a SCRIPT FLUSH, the scripts are loaded and the calls re-sent). The scripts are in
+  :mod:`raptor.state.redis_scripts` and :mod:`raptor.state.redis_window_scripts`, the byte
+  formats shared with Lua in :mod:`raptor.state.redis_codec`. Ints stay exact (split into
+  32-bit halves in Lua).
 * **Reads** of values are plain ``GET``/``MGET`` (a value and its previous versions are one
   string); expiry is checked against the ``now`` passed, so a read never returns a value expired
   at ``now`` even if Redis has not dropped it yet. Window
@@ -37,16 +40,10 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-import msgspec
-import redis.asyncio as aredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis import RedisError, ResponseError
+from redis.exceptions import NoScriptError
 
 from raptor.api.primitives import INT64_MAX, INT64_MIN
 from raptor.api.timeutil import format_duration
@@ -63,155 +60,36 @@ from raptor.state import (
     WriteOp,
     WritePolicy,
 )
-from raptor.state.redis_scripts import (
-    FENCED_WINDOW_ADD,
-    FENCED_WRITE,
-    READ_WINDOW,
-    RECORD_POSITIONS,
-    WINDOW_ADD,
-    WRITE,
+from raptor.state.redis_codec import (
+    EventGroup,
+    Pending,
     decode_partial,
+    decode_values,
+    decode_write,
     encode_event,
     encode_events,
+    encode_value,
     pack_int_event,
+    split_events,
 )
-from raptor.state.urls import RedisTarget, parse_redis_url
+from raptor.state.redis_scripts import FENCED_WRITE, RECORD_POSITIONS, WRITE
+from raptor.state.redis_transport import ClusterTransport, Command, Transport, connect
+from raptor.state.redis_window_scripts import FENCED_WINDOW_ADD, READ_WINDOW, WINDOW_ADD
+from raptor.state.urls import parse_redis_url
 
 __all__ = ["DEFAULT_TIMEOUT", "RedisStateStore"]
 
 DEFAULT_TIMEOUT = 2.0
 """Seconds a state call may take before it fails with StateUnavailable (SPEC 8.1)."""
 
-_Cmd = tuple[Any, ...]
-_Pending = tuple[list[tuple[int, Any]], list[tuple[int, Any]]]
-"""Split window events of one key: ``(level-0 bucket, value)`` and future ``(time, value)``."""
-_ENTRY = struct.Struct(">ddI")
-_ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder()
 _OPS = {WriteOp.SET: b"s", WriteOp.APPEND: b"a", WriteOp.INCR: b"i"}
-_SCRIPTS = {s.sha: s for s in (WRITE, WINDOW_ADD, READ_WINDOW)}
+_SCRIPTS = {
+    s.sha: s
+    for s in (WRITE, WINDOW_ADD, READ_WINDOW, FENCED_WRITE, FENCED_WINDOW_ADD, RECORD_POSITIONS)
+}
 _MGET_CHUNK = 1000
 _GROUPS_PER_CALL = 64
 """Window groups (feature, entity, partition) per fenced script call outside Cluster."""
-
-
-class _Transport(Protocol):
-    async def execute(self, cmds: Sequence[_Cmd]) -> list[Any]:
-        """Send commands in one round trip per node; error replies come back as exceptions."""
-        ...
-
-    async def load(self, sources: Sequence[str]) -> None:
-        """Load scripts into the script cache of every node."""
-        ...
-
-    async def aclose(self) -> None: ...
-
-
-def _pack(cmds: Sequence[_Cmd]) -> list[bytes]:
-    """RESP-encode commands (args are bytes, str or int). Several times faster than redis-py's
-    generic packer, which dominates a 500-command batch otherwise."""
-    out: list[bytes] = []
-    append = out.append
-    for cmd in cmds:
-        append(b"*%d\r\n" % len(cmd))
-        for a in cmd:
-            if type(a) is bytes:
-                b = a
-            elif type(a) is str:
-                b = a.encode()
-            elif type(a) is int:
-                b = b"%d" % a
-            else:
-                raise TypeError(f"cannot send {type(a).__name__} to Redis")
-            if len(b) < 4096:
-                append(b"$%d\r\n%b\r\n" % (len(b), b))
-            else:
-                append(b"$%d\r\n" % len(b))
-                append(b)
-                append(b"\r\n")
-    return out
-
-
-class _PoolTransport:
-    """One server (or a Sentinel-managed master): a pipeline on one pooled connection."""
-
-    def __init__(self, client: aredis.Redis, closers: Sequence[aredis.Redis] = ()) -> None:
-        self._client = client
-        self._pool = client.connection_pool
-        self._closers = tuple(closers)
-
-    async def execute(self, cmds: Sequence[_Cmd]) -> list[Any]:
-        pool = self._pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await conn.send_packed_command(_pack(cmds), check_health=False)
-            out: list[Any] = []
-            for _ in cmds:
-                try:
-                    out.append(await conn.read_response())
-                except ResponseError as exc:
-                    out.append(exc)
-            return out
-        except BaseException:
-            await conn.disconnect(nowait=True)
-            raise
-        finally:
-            await pool.release(conn)
-
-    async def load(self, sources: Sequence[str]) -> None:
-        for reply in await self.execute([("SCRIPT", "LOAD", src) for src in sources]):
-            if isinstance(reply, Exception):
-                raise reply
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-        for c in self._closers:
-            await c.aclose()
-
-
-class _ClusterTransport:
-    """Redis Cluster: redis-py groups a pipeline by node and sends to the nodes concurrently."""
-
-    def __init__(self, client: RedisCluster) -> None:
-        self._client = client
-
-    async def execute(self, cmds: Sequence[_Cmd]) -> list[Any]:
-        pipe = self._client.pipeline()
-        for cmd in cmds:
-            if cmd[0] == "MGET":  # keys of many slots: one GET each, grouped by node
-                for key in cmd[1:]:
-                    pipe.execute_command("GET", key)
-            else:
-                pipe.execute_command(*cmd)
-        flat = iter(await pipe.execute(raise_on_error=False))
-        out: list[Any] = []
-        for cmd in cmds:
-            if cmd[0] == "MGET":
-                got = [next(flat) for _ in cmd[1:]]
-                error = next((r for r in got if isinstance(r, Exception)), None)
-                out.append(error if error is not None else got)
-            else:
-                out.append(next(flat))
-        return out
-
-    async def load(self, sources: Sequence[str]) -> None:
-        for src in sources:
-            await self._client.script_load(src)  # every primary
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-
-def _encode(value: Any) -> bytes:
-    """msgpack bytes of a value; naive datetimes are taken as UTC (SPEC 8)."""
-    if type(value) is datetime and value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    elif type(value) is list and value and type(value[0]) is datetime:
-        value = [v.replace(tzinfo=UTC) if v.tzinfo is None else v for v in value]
-    try:
-        return _ENCODER.encode(value)
-    except (OverflowError, TypeError) as exc:
-        raise ValueTypeError(f"cannot store {type(value).__name__} value: {exc}") from None
 
 
 class _Window:
@@ -229,31 +107,12 @@ class _Window:
         self.covers: dict[int, tuple[bytes, ...]] = {}
 
 
-class _Group:
-    """The window events of one (feature, entity, partition) in a checkpointed batch, packed
-    for Lua as they come: level-0 buckets (``regular``) and future events, with their
-    positions and the index of their write."""
-
-    __slots__ = ("fown", "fpos", "future", "g", "oldest", "regular", "rown", "rpos", "window")
-
-    def __init__(self, window: WindowSpec, now: int) -> None:
-        self.window = window
-        self.g = g = window.granularity
-        self.oldest = now // g - window.buckets + 1
-        self.regular = bytearray()
-        self.future = bytearray()
-        self.rpos: list[str] = []
-        self.fpos: list[str] = []
-        self.rown: list[int] = []
-        self.fown: list[int] = []
-
-
 class RedisStateStore:
     """State in Redis (standalone, Sentinel or Cluster). Build it with :meth:`from_url`."""
 
     def __init__(
         self,
-        transport: _Transport,
+        transport: Transport,
         *,
         where: str = "redis",
         prefix: str = "raptor",
@@ -292,18 +151,14 @@ class RedisStateStore:
         t = parse_redis_url(url)
         if db is not None and t.kind == "cluster" and db:
             raise ValueError("Redis Cluster only has db 0")
-        common: dict[str, Any] = {
-            "username": username if username is not None else t.username,
-            "password": password if password is not None else t.password,
-            "socket_timeout": None,
-            "socket_connect_timeout": timeout,
-            "retry": Retry(NoBackoff(), 0),
-        }
-        if t.tls:
-            common["ssl"] = True
-            common.update(t.ssl)
-        conn_max = max_connections or t.max_connections
-        transport = _connect(t, common, db if db is not None else t.db, conn_max, timeout)
+        transport = connect(
+            t,
+            username=username if username is not None else t.username,
+            password=password if password is not None else t.password,
+            db=db if db is not None else t.db,
+            max_conn=max_connections or t.max_connections,
+            timeout=timeout,
+        )
         return cls(
             transport,
             where=t.describe(),
@@ -332,23 +187,6 @@ class RedisStateStore:
 
     # -- commands -------------------------------------------------------------------------
 
-    @staticmethod
-    def _read_result(blob: bytes | None, versions: int, now: int) -> list[Stamped | None]:
-        out: list[Stamped | None] = [None] * (versions + 1)
-        if blob is None:
-            return out
-        view = memoryview(blob)
-        pos, end = 0, len(blob)
-        for i in range(versions + 1):
-            if pos >= end:
-                break
-            ts, alive_until, size = _ENTRY.unpack_from(blob, pos)
-            pos += _ENTRY.size
-            if now <= alive_until:
-                out[i] = Stamped(_DECODER.decode(view[pos : pos + size]), int(ts))
-            pos += size
-        return out
-
     def _write_cmd(
         self,
         fqn: str,
@@ -358,14 +196,14 @@ class RedisStateStore:
         timestamp: int,
         policy: WritePolicy,
         now: int,
-    ) -> _Cmd:
+    ) -> Command:
         return (
             "EVALSHA",
             WRITE.sha,
             1,
             self.value_key(fqn, entity),
             _OPS[op],
-            _encode(value),
+            encode_value(value),
             timestamp,
             now,
             policy.staleness,
@@ -374,34 +212,9 @@ class RedisStateStore:
             self._floor_ms,
         )
 
-    @staticmethod
-    def _write_result(reply: Any, op: WriteOp, value: Any, timestamp: int) -> Stamped | None:
-        if reply is None:
-            return None
-        if op is WriteOp.SET:
-            return Stamped(list(value) if type(value) is list else value, timestamp)
-        return Stamped(_DECODER.decode(reply), timestamp)
-
-    @staticmethod
-    def _split(
-        window: WindowSpec, events: Sequence[tuple[int, Any]], now: int, into: _Pending
-    ) -> int:
-        """Sort events into level-0 buckets and future events (late ones are dropped, as
-        SPEC 4.3 says); return how many were not late."""
-        g = window.granularity
-        oldest = now // g - window.buckets + 1
-        regular, future = into
-        n = len(regular) + len(future)
-        for t, x in events:
-            if t > now:
-                future.append((t, x))
-            elif t // g >= oldest:
-                regular.append((t // g, x))
-        return len(regular) + len(future) - n
-
     def _add_cmd(
-        self, fqn: str, entity: str, window: WindowSpec, pending: _Pending, now: int
-    ) -> _Cmd:
+        self, fqn: str, entity: str, window: WindowSpec, pending: Pending, now: int
+    ) -> Command:
         """The script call that adds the split events of one (feature, entity, window)."""
         try:
             ev, fu = encode_events(pending[0]), encode_events(pending[1])
@@ -411,7 +224,7 @@ class RedisStateStore:
         w = self._window(window)
         return ("EVALSHA", WINDOW_ADD.sha, 2, hkey, zkey, now, *w.args, ev, fu)
 
-    def _window_read_cmd(self, fqn: str, entity: str, window: WindowSpec, at: int) -> _Cmd:
+    def _window_read_cmd(self, fqn: str, entity: str, window: WindowSpec, at: int) -> Command:
         w = self._window(window)
         b = at // window.granularity
         fields = w.covers.get(b)
@@ -424,7 +237,7 @@ class RedisStateStore:
 
     # -- execution ------------------------------------------------------------------------
 
-    async def _call(self, cmds: list[_Cmd]) -> list[Any]:
+    async def _call(self, cmds: list[Command]) -> list[Any]:
         try:
             async with asyncio.timeout(self._timeout):
                 replies = await self._transport.execute(cmds)
@@ -450,7 +263,7 @@ class RedisStateStore:
 
     async def read(self, fqn: str, entity: str, versions: int, now: int) -> list[Stamped | None]:
         (reply,) = await self._call([("GET", self.value_key(fqn, entity))])
-        return self._read_result(reply, versions, now)
+        return decode_values(reply, versions, now)
 
     async def write(
         self,
@@ -464,7 +277,7 @@ class RedisStateStore:
     ) -> Stamped | None:
         cmd = self._write_cmd(fqn, entity, op, value, timestamp, policy, now)
         (reply,) = await self._call([cmd])
-        return self._write_result(reply, op, value, timestamp)
+        return decode_write(reply, op, value, timestamp)
 
     async def window_add(
         self,
@@ -474,8 +287,8 @@ class RedisStateStore:
         events: Sequence[tuple[int, Any]],
         now: int,
     ) -> int:
-        pending: _Pending = ([], [])
-        counted = self._split(window, events, now, pending)
+        pending: Pending = ([], [])
+        counted = split_events(window, events, now, pending)
         if counted:
             await self._call([self._add_cmd(fqn, entity, window, pending, now)])
         return counted
@@ -492,7 +305,7 @@ class RedisStateStore:
         # All value reads go out as MGETs (one reply each; split per slot on a Cluster),
         # window reads as one script call each, all in one pipeline.
         keys = [self.value_key(r.fqn, r.entity) for r in reads if isinstance(r, ValueRead)]
-        cmds: list[_Cmd] = [
+        cmds: list[Command] = [
             ("MGET", *keys[i : i + _MGET_CHUNK]) for i in range(0, len(keys), _MGET_CHUNK)
         ]
         cmds += [
@@ -505,7 +318,7 @@ class RedisStateStore:
         values = iter([blob for chunk in replies[:n_mget] for blob in chunk])
         windows = iter(replies[n_mget:])
         return [
-            self._read_result(next(values), r.versions, now)
+            decode_values(next(values), r.versions, now)
             if isinstance(r, ValueRead)
             else decode_partial(next(windows))
             for r in reads
@@ -517,9 +330,9 @@ class RedisStateStore:
         # Adds to one (feature, entity, window) are merged into one script call: at one `now`,
         # adding A then B is adding A + B (buckets only expire at `now`, events that are not
         # late never land in them); value writes touch other keys, so order is kept.
-        cmds: list[_Cmd] = []
+        cmds: list[Command] = []
         counts: list[int] = []
-        groups: dict[tuple[str, str, WindowSpec], _Pending] = {}
+        groups: dict[tuple[str, str, WindowSpec], Pending] = {}
         for m in mutations:
             if isinstance(m, ValueWrite):
                 cmds.append(
@@ -528,7 +341,7 @@ class RedisStateStore:
                 counts.append(-1)
             else:
                 pending = groups.setdefault((m.fqn, m.entity, m.window), ([], []))
-                counts.append(self._split(m.window, m.events, now, pending))
+                counts.append(split_events(m.window, m.events, now, pending))
         for (fqn, entity, window), pending in groups.items():
             if pending[0] or pending[1]:
                 cmds.append(self._add_cmd(fqn, entity, window, pending, now))
@@ -536,7 +349,7 @@ class RedisStateStore:
         out: list[Stamped | int | None] = []
         for m, counted in zip(mutations, counts, strict=True):
             if isinstance(m, ValueWrite):
-                out.append(self._write_result(next(replies), m.op, m.value, m.timestamp))
+                out.append(decode_write(next(replies), m.op, m.value, m.timestamp))
             else:
                 out.append(counted)
         return out
@@ -579,14 +392,14 @@ class RedisStateStore:
     ) -> list[bool]:
         ttl_ms = max(1, round(self.checkpoint_ttl * 1000))
         out = [True] * len(writes)
-        cmds: list[_Cmd] = []
+        cmds: list[Command] = []
         # per command: the index of a value write, or the (regular, future) write indexes of
         # each of its window groups
         plans: list[int | list[tuple[list[int], list[int]]]] = []
         # A feature has one window, so (fqn, entity, partition) names a group (no WindowSpec
         # hashing per write). Events are packed into level-0 buckets / future events as they
         # come (late ones are dropped, as SPEC 4.3 says).
-        groups: dict[tuple[str, str, str], _Group] = {}
+        groups: dict[tuple[str, str, str], EventGroup] = {}
         int_event, lo, hi = pack_int_event, INT64_MIN, INT64_MAX
         try:
             for i, (partition, position, m) in enumerate(writes):
@@ -613,7 +426,7 @@ class RedisStateStore:
                 key = (add.fqn, add.entity, partition)
                 group = groups.get(key)
                 if group is None:
-                    group = groups[key] = _Group(add.window, now)
+                    group = groups[key] = EventGroup(add.window, now)
                 for t, x in add.events:
                     if t > now:
                         group.future += encode_event(t, x)
@@ -634,7 +447,7 @@ class RedisStateStore:
             raise ValueTypeError(f"window value of {fqn}: {exc}") from None
         # Outside Cluster several groups share one script call (the script's fixed cost is
         # paid once per call); in Cluster each call's keys must hash to one slot: one group.
-        per_call = 1 if isinstance(self._transport, _ClusterTransport) else _GROUPS_PER_CALL
+        per_call = 1 if isinstance(self._transport, ClusterTransport) else _GROUPS_PER_CALL
         keys: list[str] = []
         argv: list[Any] = []
         owners: list[tuple[list[int], list[int]]] = []
@@ -681,10 +494,10 @@ class RedisStateStore:
             )
         return out
 
-    async def _checkpoint_call(self, cmds: list[_Cmd]) -> list[Any]:
+    async def _checkpoint_call(self, cmds: list[Command]) -> list[Any]:
         """Run fenced scripts: one MULTI/EXEC outside Cluster (scripts loaded first when Redis
         does not know them), one pipeline per node in Cluster."""
-        if isinstance(self._transport, _ClusterTransport):
+        if isinstance(self._transport, ClusterTransport):
             return await self._call(cmds)
         for attempt in (1, 2):
             try:
@@ -725,40 +538,3 @@ class RedisStateStore:
 
     def __repr__(self) -> str:
         return f"RedisStateStore({self._where}, prefix={self._prefix!r})"
-
-
-def _connect(
-    t: RedisTarget, common: dict[str, Any], db: int, max_conn: int | None, timeout: float
-) -> _Transport:
-    pool_opts: dict[str, Any] = {"max_connections": max_conn} if max_conn else {}
-    if t.kind == "cluster":
-        nodes = [ClusterNode(host, port) for host, port in t.nodes]
-        opts: dict[str, Any] = {"max_connections": max_conn} if max_conn else {}
-        cluster = RedisCluster(startup_nodes=nodes, **opts, **common)
-        return _ClusterTransport(cluster)
-    if t.kind == "sentinel":
-        sentinel_kwargs: dict[str, Any] = {
-            "socket_timeout": timeout,
-            "socket_connect_timeout": timeout,
-            "retry": Retry(NoBackoff(), 0),
-            "username": t.sentinel_username,
-            "password": t.sentinel_password,
-        }
-        if t.tls:
-            sentinel_kwargs["ssl"] = True
-            sentinel_kwargs.update(t.ssl)
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            list(t.nodes), sentinel_kwargs=sentinel_kwargs, **common
-        )
-        assert t.service is not None
-        master = sentinel.master_for(t.service, db=db, **pool_opts)
-        return _PoolTransport(master, closers=sentinel.sentinels)
-    if t.kind == "unix":
-        client = aredis.Redis(unix_socket_path=t.path, db=db, **pool_opts, **common)
-    else:
-        host, port = t.nodes[0]
-        client = aredis.Redis(host=host, port=port, db=db, **pool_opts, **common)
-    return _PoolTransport(client)
-
-
-_SCRIPTS.update({s.sha: s for s in (FENCED_WRITE, FENCED_WINDOW_ADD, RECORD_POSITIONS)})
