@@ -151,17 +151,23 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
 
     await grpc_server.start()
+    # The watcher registers its inotify watches on its task's first step, so it is live before
+    # the REST server answers: an edit made as soon as /healthz answers is seen.
+    watch_task = (
+        None if args.no_watch else asyncio.create_task(control.watch(stop), name="raptor-watch")
+    )
+    await asyncio.sleep(0)
     try:
         await http_server.start()
     except HttpServerError as exc:
         await grpc_server.stop(0)
         print(f"error: {exc}", file=sys.stderr)
+        if watch_task is not None:
+            watch_task.cancel()
+            await asyncio.gather(watch_task, return_exceptions=True)
         await engine.aclose()
         await state.close()
         return 3
-    watch_task = (
-        None if args.no_watch else asyncio.create_task(control.watch(stop), name="raptor-watch")
-    )
     ready = sum(1 for s in control.statuses().values() if s.ready)
     print(
         f"Raptor is up: REST http://{http[0]}:{http[1]} ({http_server.kind})  "
