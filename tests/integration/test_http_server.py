@@ -92,3 +92,21 @@ async def test_a_taken_port_is_one_clear_error(kind: Any) -> None:
     assert f"127.0.0.1:{port}" in message
     assert "in use" in message.lower()
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("kind", HTTP_SERVERS)
+async def test_a_host_name_is_resolved(kind: Any) -> None:
+    port = free_port()
+    server = create_http_server(SlowApp(), "localhost", port, kind)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            assert (await client.get(f"http://localhost:{port}/x")).text == "/x"
+    finally:
+        await server.stop()
+
+
+async def test_an_unknown_host_is_one_clear_error() -> None:
+    server = create_http_server(SlowApp(), "no-such-host.invalid", free_port(), "granian")
+    with pytest.raises(HttpServerError, match=r"no-such-host\.invalid"):
+        await server.start()

@@ -72,16 +72,23 @@ def create_http_server(app: Any, host: str, port: int, kind: HttpServerKind) -> 
     return _Uvicorn(app, host, port)
 
 
-def _check_bindable(host: str, port: int) -> None:
-    """Bind and release ``host:port`` so a taken port is reported in one clear line (granian
-    reports it with a Rust backtrace; uvicorn by exiting the process)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+async def _bindable_ip(host: str, port: int) -> str:
+    """The IP address ``host`` resolves to (granian binds IP addresses only), after binding
+    and releasing it once so that a taken port is reported in one clear line (granian reports
+    it with a Rust backtrace, uvicorn by exiting the process)."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise HttpServerError(f"cannot serve REST on {host}:{port}: {exc.strerror}") from None
+    family, _, _, _, address = infos[0]
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((host, port))
+            s.bind(address)
         except OSError as exc:
             raise HttpServerError(f"cannot serve REST on {host}:{port}: {exc.strerror}") from None
+    ip = str(address[0])
+    return ip
 
 
 async def _accepting(host: str, port: int, task: asyncio.Task[Any]) -> None:
@@ -120,27 +127,27 @@ class _Granian:
     kind: HttpServerKind = "granian"
 
     def __init__(self, app: Any, host: str, port: int) -> None:
-        from granian.constants import Interfaces
-        from granian.server.embed import Server
-
         # granian warns at every start that the embedded mode is experimental (said above and
         # in the docs); its own errors still reach the log
         logging.getLogger("granian").setLevel(logging.ERROR)
         logging.getLogger("_granian").setLevel(logging.ERROR)
-        self.host, self.port = host, port
+        self.app, self.host, self.port = app, host, port
+        self._server: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        from granian.constants import Interfaces
+        from granian.server.embed import Server
+
         self._server = Server(
-            app,
-            address=host,
-            port=port,
+            self.app,
+            address=await _bindable_ip(self.host, self.port),
+            port=self.port,
             interface=Interfaces.ASGINL,  # no lifespan: raptor up owns start and stop
             websockets=False,
             backlog=1024,
             log_enabled=False,
         )
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        _check_bindable(self.host, self.port)
         self._task = asyncio.create_task(self._server.serve(), name="raptor-http")
         try:
             await _accepting(self.host, self.port, self._task)
@@ -152,7 +159,7 @@ class _Granian:
         if self._task is None:
             return
         if not self._task.done():
-            self._server.stop()  # type: ignore[no-untyped-call]  # granian leaves it untyped
+            self._server.stop()
         with contextlib.suppress(Exception):
             await self._task  # returns once the requests in flight are answered
 
@@ -186,7 +193,7 @@ class _Uvicorn:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        _check_bindable(self.host, self.port)
+        await _bindable_ip(self.host, self.port)
 
         async def serve() -> None:
             try:
