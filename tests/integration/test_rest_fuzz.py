@@ -1,6 +1,7 @@
 """Property-based fuzzing of the REST accessor from its own ``/openapi.json`` (schemathesis).
 
-A real uvicorn server (background thread, loopback) serves an engine with a few features whose
+A real server — ``raptor up``'s default, granian embedded in an event loop (background thread,
+loopback), through :mod:`raptor.server.http_server` — serves an engine with a few features whose
 names match the document's examples, so generated requests reach both the success paths and
 the error paths. Every operation gets valid and invalid (negative) requests; the checks are
 that no response is a 5xx, that every status code is one the document declares, and that
@@ -18,7 +19,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
     content_type_conformance,
@@ -30,6 +30,7 @@ from schemathesis.checks import (
 from raptor.api.loading import load_text
 from raptor.engine.catalog import build_catalog
 from raptor.engine.engine import Engine
+from raptor.server.http_server import create_http_server
 from raptor.server.openapi import openapi_document
 from raptor.server.rest import create_app
 from raptor.state.memory import MemoryStateStore
@@ -93,25 +94,37 @@ def base_url() -> Iterator[str]:
     assert not loaded.errors, loaded.errors
     engine = Engine(MemoryStateStore(), catalog=build_catalog(loaded.assets))
     app = create_app(engine, max_body=32 * 1024)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", ws="none")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    stop = asyncio.Event()
+    failed: list[BaseException] = []
+
+    async def serve() -> None:
+        server = create_http_server(app, "127.0.0.1", port, "granian")
+        try:
+            await server.start()
+        except BaseException as exc:
+            failed.append(exc)
+            raise
+        finally:
+            started.set()
+        await stop.wait()
+        await server.stop()
+        await engine.aclose()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
     thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        thread.join(0.01)
+    assert started.wait(30), "the server did not start"
+    assert not failed, failed
     try:
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
+        loop.call_soon_threadsafe(stop.set)
         thread.join(10)
-        sock.close()
-        asyncio.run(engine.aclose())
+        loop.close()
 
 
 @schemathesis.serializer("application/x-ndjson")
