@@ -169,8 +169,9 @@ async def _serve(
         await state.close()
         return 3
     ready = sum(1 for s in control.statuses().values() if s.ready)
+    rest_host = f"[{http[0]}]" if ":" in http[0] else http[0]  # an IPv6 address in a URL
     print(
-        f"Raptor is up: REST http://{http[0]}:{http[1]} ({http_server.kind})  "
+        f"Raptor is up: REST http://{rest_host}:{http[1]} ({http_server.kind})  "
         f"gRPC {grpc_addr[0]}:{grpc_addr[1]}  ({ready} asset(s) ready; watching "
         f"{', '.join(paths)})",
         flush=True,
