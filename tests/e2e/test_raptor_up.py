@@ -388,3 +388,17 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path, flag: str) -> None:
     assert "Traceback" not in res.stderr
     assert "backtrace" not in res.stderr.lower()  # granian's own report of a taken port
     assert f"127.0.0.1:{port}" in res.stderr
+
+
+def test_an_unknown_http_server_is_a_clear_error(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "raptor", "up", str(EXAMPLE), "--no-runners"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "RAPTOR_HTTP_SERVER": "tornado"},
+        check=False,
+    )
+    assert res.returncode == 2
+    assert "'tornado' is not one of granian, uvicorn" in res.stderr

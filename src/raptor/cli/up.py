@@ -50,7 +50,7 @@ def run_up(args: argparse.Namespace) -> int:
         return 2
     try:
         from raptor.server.grpc import create_grpc_server  # noqa: F401
-        from raptor.server.http_server import available_http_server
+        from raptor.server.http_server import HTTP_SERVERS, available_http_server
         from raptor.server.rest import create_app  # noqa: F401
     except ImportError as exc:
         print(
@@ -61,6 +61,13 @@ def run_up(args: argparse.Namespace) -> int:
         return 3
     if args.http_server is None:
         args.http_server = available_http_server()
+    elif args.http_server not in HTTP_SERVERS:  # from RAPTOR_HTTP_SERVER (argparse checks the flag)
+        print(
+            f"error: --http-server / RAPTOR_HTTP_SERVER: {args.http_server!r} is not one of "
+            f"{', '.join(HTTP_SERVERS)}",
+            file=sys.stderr,
+        )
+        return 2
     if args.http_server is None:
         print(
             "error: raptor up needs an HTTP server (granian or uvicorn): "
