@@ -402,3 +402,18 @@ def test_an_unknown_http_server_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert res.returncode == 2
     assert "'tornado' is not one of granian, uvicorn" in res.stderr
+
+
+def test_max_body_sets_the_request_body_limit(tmp_path: Path) -> None:
+    folder = tmp_path / "assets"
+    shutil.copytree(EXAMPLE, folder)
+    up = Up(folder, "--max-body", "2KiB", "--no-runners")
+    try:
+        now = datetime.now(UTC).isoformat()
+        row = {"card_id": "m1", "amount": 1.0, "merchant": "x", "timestamp": now}
+        assert push(up, [row]).status_code == 200
+        res = push(up, [row] * 40)  # ~3 KB
+        assert res.status_code == 413, res.text
+        assert "2048" in res.json()["error"]["message"]
+    finally:
+        assert up.stop() == 0, up.output()

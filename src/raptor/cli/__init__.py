@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
         "latency tail) or uvicorn (env RAPTOR_HTTP_SERVER)",
     )
     u.add_argument(
+        "--max-body",
+        default=os.environ.get("RAPTOR_MAX_BODY", "1MiB"),
+        metavar="SIZE",
+        help="largest REST request body, e.g. 1MiB, 512KiB or bytes; larger bodies get 413 "
+        "(env RAPTOR_MAX_BODY; default 1MiB)",
+    )
+    u.add_argument(
         "--state",
         default=os.environ.get("RAPTOR_STATE", ""),
         help="state store URL: memory:// (default) or redis://... (env RAPTOR_STATE)",

@@ -28,6 +28,33 @@ def _split_address(text: str, flag: str) -> tuple[str, int]:
     return (host or "127.0.0.1").strip("[]"), int(port)
 
 
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "kb": 1000,
+    "mb": 1000**2,
+}
+
+
+def parse_size(text: str, flag: str) -> int:
+    """Bytes from ``1048576``, ``512KiB``, ``1MiB``, ``2MB``... (pure).
+
+    >>> parse_size("1MiB", "--max-body"), parse_size("2000", "--max-body")
+    (1048576, 2000)
+    """
+    t = str(text).strip()
+    digits = len(t) - len(t.lstrip("0123456789"))
+    number, unit = t[:digits], t[digits:].strip().lower()
+    if not number or unit not in _SIZE_UNITS or int(number) <= 0:
+        raise ValueError(
+            f"{flag} expects a positive size such as 1048576, 512KiB or 1MiB, got {text!r}"
+        )
+    return int(number) * _SIZE_UNITS[unit]
+
+
 def _default_paths() -> list[str]:
     return ["assets"] if Path("assets").is_dir() else ["."]
 
@@ -45,6 +72,7 @@ def run_up(args: argparse.Namespace) -> int:
     try:
         http = _split_address(args.http, "--http")
         grpc_addr = _split_address(args.grpc, "--grpc")
+        args.max_body = parse_size(args.max_body, "--max-body")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -140,7 +168,12 @@ async def _serve(
     runner_settings = RunnerSettings(dead_letter_dir=Path("dead-letters"), secrets=secrets)
     supervisor = RunnerSupervisor(engine, runner_settings)
     # --- end ingestion ---
-    app = create_app(engine, statuses=control.statuses, extra_metrics=[supervisor.metrics_text])
+    app = create_app(
+        engine,
+        statuses=control.statuses,
+        max_body=args.max_body,
+        extra_metrics=[supervisor.metrics_text],
+    )
     http_server = create_http_server(app, http[0], http[1], args.http_server)
     try:
         grpc_server = create_grpc_server(

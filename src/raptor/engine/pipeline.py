@@ -6,10 +6,13 @@ concerns plug in here — e.g. metrics around ``get``, the historian after write
 answers reads of its features itself. With no middleware the engine calls its core handler
 directly (no pipeline cost on the hot path).
 
->>> async def tag(req, call_next):
-...     return await call_next(req)
->>> chain([tag], lambda req: req)  # doctest: +ELLIPSIS
-<function chain.<locals>...>
+>>> import asyncio
+>>> async def core(req):
+...     return req * 2
+>>> async def plus_one(req, call_next):  # changes the request, then calls the next handler
+...     return await call_next(req + 1)
+>>> asyncio.run(chain([plus_one], core)(20))
+42
 """
 
 from __future__ import annotations

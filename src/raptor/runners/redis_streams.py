@@ -50,8 +50,8 @@ _LAG_EVERY = 5.0
 def stream_position(entry_id: bytes | str) -> tuple[str, int]:
     """``(position, broker time µs)`` of a stream entry id. Pure.
 
-    >>> stream_position(b"1700000000000-5")
-    ('170000000000000000000000000005', 1700000000000000)
+    >>> stream_position(b"1700000000000-5")  # milliseconds, then the sequence on 20 digits
+    ('170000000000000000000000000000005', 1700000000000000)
     """
     if type(entry_id) is bytes:
         ms_b, _, seq_b = entry_id.partition(b"-")

@@ -143,8 +143,8 @@ class Source(Protocol):
 def compare_positions(a: str, b: str) -> int:
     """-1, 0 or 1 as position ``a`` is before, equal to or after ``b``. Pure.
 
-    >>> compare_positions("9", "10"), compare_positions("10", "10"), compare_positions("2", "10")
-    (1, 0, -1)
+    >>> compare_positions("9", "10"), compare_positions("10", "10"), compare_positions("11", "10")
+    (-1, 0, 1)
     """
     ka, kb = (len(a), a), (len(b), b)
     return (ka > kb) - (ka < kb)
