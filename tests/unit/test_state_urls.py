@@ -109,9 +109,8 @@ def test_bad_url_from_open_state_is_a_value_error() -> None:
 
 def test_missing_redis_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     # `import redis` (and `redis.*`) fail; the Redis adapter modules are imported afresh
-    for name in [m for m in sys.modules if m == "redis" or m.startswith("redis.")]:
+    for name in ["redis", *(m for m in sys.modules if m.startswith("redis."))]:
         monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.setitem(sys.modules, "redis", None)
     for name in [m for m in sys.modules if m.startswith("raptor.state.redis")]:
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(ImportError, match=r"raptor\[redis\]"):

@@ -142,15 +142,8 @@ class Program:
 
     def run(self, row: Mapping[str, Any], ctx: Context) -> ProgramResult:
         """Call the program and check what it returned (see the module docstring)."""
-        try:
-            out: Any = self._func(row, ctx)
-        except RaptorError:
-            raise
-        except (Exception, SystemExit) as exc:
-            raise self._raised(exc) from exc
-        if isinstance(out, tuple):
-            return self._unpack(out)
-        return ProgramResult(self._value(out, out))
+        out = self.evaluate(row, ctx)
+        return out if type(out) is ProgramResult else ProgramResult(out)
 
     def evaluate(self, row: Mapping[str, Any], ctx: Context) -> Any:
         """Like :meth:`run`, for batches: a plain value comes back bare (checked, ``None`` =
